@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* imdswatch kernel side: sees every TCP connection to a metadata endpoint,
+ * parses its HTTP in place and emits compact events. Hooks (all at the
+ * cgroup v2 root, all present on 5.10+ and on kernels without kprobes):
+ *   cgroup/connect4|6   mark metadata sockets (socket storage), once per connect
+ *   sockops             handshake, retransmits, RTOs and close, marked sockets only
+ *   cgroup_skb egress   request heads; ingress: status lines, lengths, expiry
+ * Other traffic pays a port compare and, on a watched port, one storage lookup. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "imdswatch.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_FIN_WAIT1 4
+#define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by the loader before load. */
+const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
+const volatile __u32 nr_endpoints = 0;
+
+/* The parser calls back into this file; ctx is the socket's struct imds_sock. */
+#define IMDS_PARSER_INLINE __always_inline
+struct imds_req_parser;
+struct imds_resp_parser;
+static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p);
+static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns);
+static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction);
+#include "http_parse.h"
+
+struct imds_sock {
+	__u64 sock_id;
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 tx_next_seq; /* next client byte expected: drops retransmitted bytes */
+	__u32 rx_next_seq;
+	__u32 retransmits;
+	__u16 rtos;
+	__u16 dport;
+	__u8 family;
+	__u8 seq_valid; /* bit 0 tx, bit 1 rx */
+	__u8 close_flags;
+	__u8 closed;
+	char comm[IMDS_COMM_LEN];
+	struct imds_req_parser req;
+	struct imds_resp_parser resp;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct imds_sock);
+} imds_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024); /* resized by the loader */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[IMDS_SCAN_WINDOW]);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IMDS_DROP__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_counts SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drop_counts, &reason);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds_sock *s, __u8 type)
+{
+	h->type = type;
+	h->family = s->family;
+	h->dport = s->dport;
+	h->tgid = s->tgid;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->sock_id = s->sock_id;
+	h->cgroup_id = s->cgroup_id;
+}
+
+/* Emit a header-only event (established, retransmit). */
+static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
+{
+	struct imds_retrans_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, type);
+	bpf_ringbuf_submit(e, 0);
+}
+
+
+static __always_inline __u8 method_id(const struct imds_req_parser *p)
+{
+	if (p->method_len == 3 && p->method[0] == 'G' && p->method[1] == 'E' && p->method[2] == 'T')
+		return IMDS_METHOD_GET;
+	if (p->method_len == 3 && p->method[0] == 'P' && p->method[1] == 'U' && p->method[2] == 'T')
+		return IMDS_METHOD_PUT;
+	if (p->method_len == 4 && p->method[0] == 'H')
+		return IMDS_METHOD_HEAD;
+	if (p->method_len == 4 && p->method[0] == 'P' && p->method[1] == 'O')
+		return IMDS_METHOD_POST;
+	return IMDS_METHOD_OTHER;
+}
+
+static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p)
+{
+	struct imds_sock *s = ctx;
+	struct imds_request_event *e;
+	__u32 bit = 1u << (p->seq & 31);
+
+	/* tell the response side whether to look for an expiry */
+	if (p->flags & IMDS_REQ_CREDENTIALS)
+		s->resp.cred_mask |= bit;
+	else
+		s->resp.cred_mask &= ~bit;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST);
+	e->start_ns = p->start_ns;
+	e->seq = p->seq;
+	e->method = method_id(p);
+	e->flags = p->flags;
+	e->path_len = p->path_len < IMDS_PATH_MAX ? p->path_len : IMDS_PATH_MAX;
+	e->ua_len = p->ua_len < IMDS_UA_MAX ? p->ua_len : IMDS_UA_MAX;
+	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+	__builtin_memcpy(e->path, p->path, sizeof(e->path));
+	__builtin_memcpy(e->ua, p->ua, sizeof(e->ua));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)
+{
+	struct imds_sock *s = ctx;
+	struct imds_response_event *e;
+
+	if (p->seq >= s->req.seq) {
+		/* nothing asked: a server speaking first, or a lost request head */
+		imds_on_parse_error(ctx, IMDS_PERR_UNEXPECTED_RESPONSE, 1);
+		return;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE);
+	e->first_byte_ns = p->first_ns;
+	e->end_ns = end_ns;
+	e->seq = p->seq;
+	e->status = p->status;
+	e->flags = p->flags;
+	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
+	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction)
+{
+	struct imds_sock *s = ctx;
+	struct imds_parse_error_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_PARSE_ERROR);
+	e->reason = reason;
+	e->direction = direction;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* ---- socket marking ---- */
+
+static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u16 port)
+{
+	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
+		if (i >= nr_endpoints)
+			break;
+		if (endpoints[i].port != port || endpoints[i].family != family)
+			continue;
+		if (endpoints[i].addr[0] != addr[0])
+			continue;
+		if (family == AF_INET)
+			return true;
+		if (endpoints[i].addr[1] == addr[1] && endpoints[i].addr[2] == addr[2] &&
+		    endpoints[i].addr[3] == addr[3])
+			return true;
+	}
+	return false;
+}
+
+static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family, const __u32 *addr,
+					 __u16 port)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct imds_connect_event *e;
+	struct imds_sock *s;
+
+	if (!sk)
+		return;
+	s = bpf_sk_storage_get(&imds_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!s) {
+		count_drop(IMDS_DROP_SOCK_STORAGE);
+		return;
+	}
+	s->sock_id = bpf_get_socket_cookie(ctx);
+	s->cgroup_id = bpf_get_current_cgroup_id();
+	s->tgid = bpf_get_current_pid_tgid() >> 32;
+	s->family = family;
+	s->dport = bpf_ntohs(port);
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_CONNECT);
+	e->daddr[0] = addr[0];
+	e->daddr[1] = family == AF_INET6 ? addr[1] : 0;
+	e->daddr[2] = family == AF_INET6 ? addr[2] : 0;
+	e->daddr[3] = family == AF_INET6 ? addr[3] : 0;
+	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("cgroup/connect4")
+int imds_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4] = {};
+	__u16 port = ctx->user_port;
+
+	if (ctx->type != SOCK_STREAM)
+		return 1;
+	addr[0] = ctx->user_ip4;
+	if (endpoint_match(AF_INET, addr, port))
+		track_socket(ctx, AF_INET, addr, port);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int imds_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+	__u16 port = ctx->user_port;
+
+	if (ctx->type != SOCK_STREAM)
+		return 1;
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	/* a v4-mapped address (::ffff:a.b.c.d) on a dual-stack socket */
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff)) {
+		__u32 v4[4] = {addr[3], 0, 0, 0};
+
+		if (endpoint_match(AF_INET, v4, port))
+			track_socket(ctx, AF_INET, v4, port);
+		return 1;
+	}
+	if (endpoint_match(AF_INET6, addr, port))
+		track_socket(ctx, AF_INET6, addr, port);
+	return 1;
+}
+
+/* ---- connection life (sockops) ---- */
+
+static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+
+	if (!sk)
+		return NULL;
+	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+}
+
+static __always_inline void emit_close(struct imds_sock *s, __u8 old_state)
+{
+	struct imds_close_event *e;
+
+	if (s->closed)
+		return;
+	s->closed = 1;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE);
+	e->requests = s->req.seq;
+	e->responses = s->resp.seq;
+	e->retransmits = s->retransmits;
+	e->syn_rtos = s->rtos;
+	e->flags = s->close_flags;
+	e->old_state = old_state;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("sockops")
+int imds_sockops(struct bpf_sock_ops *ops)
+{
+	struct imds_sock *s;
+	__u32 op = ops->op;
+
+	/* every other callback of every other socket stops here */
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_RTO_CB)
+		return 1;
+	s = sockops_state(ops);
+	if (!s)
+		return 1;
+
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG |
+						       BPF_SOCK_OPS_RTO_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		s->close_flags |= IMDS_CLOSE_ESTABLISHED;
+		emit_simple(s, IMDS_EV_ESTABLISHED);
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		s->retransmits++;
+		emit_simple(s, IMDS_EV_RETRANS);
+		break;
+	case BPF_SOCK_OPS_RTO_CB:
+		s->rtos++;
+		break;
+	case BPF_SOCK_OPS_STATE_CB: {
+		__u32 old_state = ops->args[0], new_state = ops->args[1];
+
+		/* the first step out of SYN_SENT or ESTABLISHED ends the exchange */
+		if ((old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
+		    (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT))
+			emit_close(s, old_state);
+		break;
+	}
+	}
+	return 1;
+}
+
+/* ---- payload (cgroup_skb) ---- */
+
+static __always_inline bool watched_port(__u32 remote_port)
+{
+	__u16 port = (__u16)remote_port; /* network byte order */
+
+	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
+		if (i >= nr_endpoints)
+			break;
+		if (endpoints[i].port == port)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline struct imds_sock *skb_state(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk;
+
+	if (!watched_port(skb->remote_port))
+		return NULL;
+	sk = skb->sk;
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return NULL;
+	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+}
+
+struct tcp_seg {
+	__u32 off; /* payload offset from the network header */
+	__u32 len; /* payload bytes */
+	__u32 seq;
+	__u8 flags; /* TCP flags byte */
+};
+
+static __always_inline int locate_payload(struct __sk_buff *skb, __u8 family, struct tcp_seg *seg)
+{
+	__u32 ip_len = 40;
+	__u8 b;
+	struct {
+		__be16 source, dest;
+		__be32 seq, ack_seq;
+		__u8 doff_res, flags;
+	} th;
+
+	if (family == AF_INET) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1))
+			return -1;
+		ip_len = (b & 0x0f) * 4;
+	}
+	if (bpf_skb_load_bytes(skb, ip_len, &th, sizeof(th)))
+		return -1;
+	seg->off = ip_len + (th.doff_res >> 4) * 4;
+	seg->len = skb->len > seg->off ? skb->len - seg->off : 0;
+	seg->seq = bpf_ntohl(th.seq);
+	seg->flags = th.flags;
+	return 0;
+}
+
+/* Drops bytes already parsed (retransmits, duplicates); notes gaps. */
+static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, int dir)
+{
+	__u32 *next = dir ? &s->rx_next_seq : &s->tx_next_seq;
+	__u8 bit = dir ? 2 : 1;
+	__u32 end = seg->seq + seg->len;
+
+	if (s->seq_valid & bit) {
+		__s32 behind = (__s32)(*next - seg->seq);
+
+		if (behind >= (__s32)seg->len) {
+			seg->len = 0;
+			return;
+		}
+		if (behind > 0) {
+			seg->off += behind;
+			seg->len -= behind;
+		} else if (behind < 0) {
+			imds_on_parse_error(s, IMDS_PERR_SEQ_GAP, dir);
+		}
+	}
+	*next = end;
+	s->seq_valid |= bit;
+}
+
+static __always_inline void parse_segment(struct __sk_buff *skb, struct imds_sock *s, int dir)
+{
+	struct tcp_seg seg;
+	__u32 zero = 0, off, end;
+	__u8 *buf;
+	__u64 now;
+
+	if (locate_payload(skb, s->family, &seg)) {
+		count_drop(IMDS_DROP_LOAD_BYTES);
+		return;
+	}
+	if (dir && (seg.flags & 0x04))
+		s->close_flags |= IMDS_CLOSE_RST_RECEIVED;
+	if (seg.len == 0)
+		return;
+	trim_seen(s, &seg, dir);
+	if (seg.len == 0)
+		return;
+	buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf) {
+		count_drop(IMDS_DROP_SCRATCH);
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	off = seg.off;
+	end = seg.off + seg.len;
+	for (int w = 0; w < IMDS_SCAN_WINDOWS; w++) {
+		__u32 n;
+
+		if (off >= end)
+			return;
+		/* a body nobody needs is skipped without loading it */
+		if (dir == 0 && s->req.phase == IMDS_PH_BODY && s->req.body_left >= end - off) {
+			s->req.body_left -= end - off;
+			return;
+		}
+		n = end - off;
+		if (n > IMDS_SCAN_WINDOW)
+			n = IMDS_SCAN_WINDOW;
+		/* tell the verifier 1 <= n <= window */
+		asm volatile("%0 &= 0x3ff" : "+r"(n));
+		if (n == 0 || n > IMDS_SCAN_WINDOW)
+			return;
+		if (bpf_skb_load_bytes(skb, off, buf, n)) {
+			count_drop(IMDS_DROP_LOAD_BYTES);
+			return;
+		}
+		if (dir == 0)
+			imds_parse_request(s, &s->req, buf, n, now);
+		else
+			imds_parse_response(s, &s->resp, buf, n, now);
+		off += n;
+	}
+	if (off < end) {
+		__u8 phase = dir ? s->resp.phase : s->req.phase;
+
+		if (phase != IMDS_PH_BODY && phase != IMDS_PH_ERROR) {
+			if (dir)
+				imds_resp_fail(s, &s->resp, IMDS_PERR_HEADER_TOO_LONG);
+			else
+				imds_req_fail(s, &s->req, IMDS_PERR_HEADER_TOO_LONG);
+		}
+	}
+}
+
+SEC("cgroup_skb/egress")
+int imds_egress(struct __sk_buff *skb)
+{
+	struct imds_sock *s = skb_state(skb);
+
+	if (s)
+		parse_segment(skb, s, 0);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress(struct __sk_buff *skb)
+{
+	struct imds_sock *s = skb_state(skb);
+
+	if (s)
+		parse_segment(skb, s, 1);
+	return 1;
+}

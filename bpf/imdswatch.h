@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The contract between imdswatch.bpf.c and the agent: event records and
+ * the limits both sides agree on. Fixed-width fields only; the C++ side
+ * static_asserts the sizes (src/event_decoder.cpp). */
+#ifndef IMDSWATCH_H
+#define IMDSWATCH_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define IMDS_COMM_LEN 16
+#define IMDS_PATH_MAX 128 /* request path bytes kept; longer paths are cut */
+#define IMDS_UA_MAX 64    /* User-Agent bytes kept */
+#define IMDS_EXPIRY_MAX 32 /* credentials "Expiration" value bytes kept */
+#define IMDS_MAX_ENDPOINTS 8
+#define IMDS_SCAN_WINDOW 512 /* payload bytes parsed per window */
+#define IMDS_SCAN_WINDOWS 4  /* windows per packet: 2 KiB parsed at most */
+
+enum imds_event_type {
+	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
+	IMDS_EV_ESTABLISHED,  /* handshake completed */
+	IMDS_EV_REQUEST,      /* a request head was parsed */
+	IMDS_EV_RESPONSE,     /* a response completed (or its head, if unbounded) */
+	IMDS_EV_CLOSE,        /* the client side left ESTABLISHED/SYN_SENT */
+	IMDS_EV_RETRANS,      /* a segment on a metadata socket was retransmitted */
+	IMDS_EV_PARSE_ERROR,  /* a byte stream could not be parsed */
+};
+
+enum imds_method {
+	IMDS_METHOD_OTHER = 0,
+	IMDS_METHOD_GET,
+	IMDS_METHOD_PUT,
+	IMDS_METHOD_HEAD,
+	IMDS_METHOD_POST,
+};
+
+/* Request flags: what the headers said, never what their values were. */
+#define IMDS_REQ_HAS_TOKEN (1u << 0)     /* X-aws-ec2-metadata-token present */
+#define IMDS_REQ_HAS_TOKEN_TTL (1u << 1) /* ...-token-ttl-seconds present */
+#define IMDS_REQ_HAS_UA (1u << 2)
+#define IMDS_REQ_PATH_CUT (1u << 3)   /* path longer than IMDS_PATH_MAX */
+#define IMDS_REQ_CREDENTIALS (1u << 4) /* path names a role: response carries an expiry */
+
+/* Response flags. */
+#define IMDS_RESP_NO_LENGTH (1u << 0) /* no Content-Length: end is the connection's end */
+#define IMDS_RESP_HAS_EXPIRY (1u << 1)
+
+/* Close flags: what the socket went through before the client left. */
+#define IMDS_CLOSE_ESTABLISHED (1u << 0)
+#define IMDS_CLOSE_RST_RECEIVED (1u << 1)
+#define IMDS_CLOSE_RST_SENT (1u << 2)
+
+enum imds_parse_error {
+	IMDS_PERR_NONE = 0,
+	IMDS_PERR_BAD_REQUEST_LINE, /* not "METHOD SP PATH SP HTTP/x" */
+	IMDS_PERR_BAD_STATUS_LINE,  /* not "HTTP/x.y NNN" */
+	IMDS_PERR_HEADER_TOO_LONG,  /* head longer than the scan windows */
+	IMDS_PERR_BAD_LENGTH,       /* Content-Length not a number */
+	IMDS_PERR_SEQ_GAP,          /* bytes missing in the stream (out of order) */
+	IMDS_PERR_UNEXPECTED_RESPONSE, /* response bytes with no request pending */
+	IMDS_PERR_CHUNKED,          /* chunked bodies are not followed */
+	IMDS_PERR__COUNT,
+};
+
+/* Why a record was lost in the kernel; counted per CPU in drop_counts. */
+enum imds_drop_reason {
+	IMDS_DROP_RINGBUF_FULL = 0,
+	IMDS_DROP_SOCK_STORAGE, /* no socket storage could be created */
+	IMDS_DROP_SCRATCH,      /* per-CPU scratch buffer unavailable */
+	IMDS_DROP_LOAD_BYTES,   /* bpf_skb_load_bytes failed */
+	IMDS_DROP__COUNT,
+};
+
+/* Common header: every event starts with it. */
+struct imds_event_hdr {
+	__u8 type;
+	__u8 family; /* AF_INET or AF_INET6 of the metadata socket */
+	__u16 dport; /* host byte order */
+	__u32 tgid;  /* process that connected */
+	__u64 ts_ns; /* bpf_ktime_get_ns() */
+	__u64 sock_id; /* socket cookie: joins events of one connection */
+	__u64 cgroup_id; /* cgroup v2 id of the connecting process */
+};
+
+struct imds_connect_event {
+	struct imds_event_hdr hdr;
+	__u32 daddr[4]; /* network byte order; v4 in daddr[0] */
+	char comm[IMDS_COMM_LEN];
+};
+
+struct imds_request_event {
+	struct imds_event_hdr hdr;
+	__u64 start_ns; /* first byte of the request left the socket */
+	__u32 seq;      /* n-th request on this connection, from 0 */
+	__u8 method;
+	__u8 flags;
+	__u8 path_len;
+	__u8 ua_len;
+	char comm[IMDS_COMM_LEN];
+	char path[IMDS_PATH_MAX];
+	char ua[IMDS_UA_MAX];
+};
+
+struct imds_response_event {
+	struct imds_event_hdr hdr;
+	__u64 first_byte_ns; /* first response byte arrived */
+	__u64 end_ns;        /* last response byte arrived */
+	__u32 seq;           /* matches the request's seq */
+	__u16 status;
+	__u8 flags;
+	__u8 expiry_len;
+	char expiry[IMDS_EXPIRY_MAX]; /* e.g. 2026-11-25T21:00:00Z; nothing else of the body */
+};
+
+struct imds_close_event {
+	struct imds_event_hdr hdr;
+	__u32 requests;  /* request heads parsed on this connection */
+	__u32 responses; /* responses completed */
+	__u32 retransmits;
+	__u16 syn_rtos; /* SYN/data RTO expiries seen */
+	__u8 flags;
+	__u8 old_state; /* TCP state left */
+};
+
+struct imds_retrans_event {
+	struct imds_event_hdr hdr;
+};
+
+struct imds_parse_error_event {
+	struct imds_event_hdr hdr;
+	__u8 reason; /* enum imds_parse_error */
+	__u8 direction; /* 0 request, 1 response */
+	__u8 pad[6];
+};
+
+struct imds_endpoint {
+	__u32 addr[4]; /* network byte order; v4 in addr[0] */
+	__u16 port;    /* network byte order */
+	__u16 family;
+};
+
+#endif /* IMDSWATCH_H */
