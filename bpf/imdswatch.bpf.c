@@ -26,13 +26,17 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
 
-/* The parser calls back into this file; ctx is the socket's struct imds_sock. */
+/* The parser calls back into this file with ctx = the skb being parsed. The
+ * callbacks hand over to global functions, which the verifier checks once
+ * rather than once per byte of the parse loop that calls them. */
 #define IMDS_PARSER_INLINE __always_inline
 struct imds_req_parser;
 struct imds_resp_parser;
 static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p);
 static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns);
 static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction);
+static __always_inline int load_payload(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 n);
+#define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
 struct imds_sock {
@@ -65,12 +69,39 @@ struct {
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
 
+/* Per-CPU working area of one segment's parse, kept across tail calls (a
+ * program runs to its end on one CPU without preemption). */
+struct scratch {
+	__u8 buf[IMDS_SCAN_WINDOW];
+	__u32 off; /* next payload byte to look at */
+	__u32 end; /* payload end */
+	__u32 windows; /* windows parsed so far */
+	__u32 pad;
+	__u64 now;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u8[IMDS_SCAN_WINDOW]);
+	__type(value, struct scratch);
 } scratch SEC(".maps");
+
+/* The next-window program of each direction, filled by the loader. One map
+ * per direction: a program array takes programs of one attach type only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} next_egress_window SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} next_ingress_window SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -125,22 +156,32 @@ static __always_inline __u8 method_id(const struct imds_req_parser *p)
 	return IMDS_METHOD_OTHER;
 }
 
-static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p)
+static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb)
 {
-	struct imds_sock *s = ctx;
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return NULL;
+	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+}
+
+static __always_inline int emit_request(struct __sk_buff *skb)
+{
+	struct imds_sock *s = skb_sock_state(skb);
 	struct imds_request_event *e;
-	__u32 bit = 1u << (p->seq & 31);
+	struct imds_req_parser *p;
 
-	/* tell the response side whether to look for an expiry */
-	if (p->flags & IMDS_REQ_CREDENTIALS)
-		s->resp.cred_mask |= bit;
-	else
-		s->resp.cred_mask &= ~bit;
-
+	if (!s)
+		return 0;
+	p = &s->req;
+	imds_note_request(&s->resp, p);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(IMDS_DROP_RINGBUF_FULL);
-		return;
+		return 0;
 	}
 	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST);
 	e->start_ns = p->start_ns;
@@ -153,37 +194,11 @@ static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p
 	__builtin_memcpy(e->path, p->path, sizeof(e->path));
 	__builtin_memcpy(e->ua, p->ua, sizeof(e->ua));
 	bpf_ringbuf_submit(e, 0);
+	return 0;
 }
 
-static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)
+static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, __u8 direction)
 {
-	struct imds_sock *s = ctx;
-	struct imds_response_event *e;
-
-	if (p->seq >= s->req.seq) {
-		/* nothing asked: a server speaking first, or a lost request head */
-		imds_on_parse_error(ctx, IMDS_PERR_UNEXPECTED_RESPONSE, 1);
-		return;
-	}
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(IMDS_DROP_RINGBUF_FULL);
-		return;
-	}
-	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE);
-	e->first_byte_ns = p->first_ns;
-	e->end_ns = end_ns;
-	e->seq = p->seq;
-	e->status = p->status;
-	e->flags = p->flags;
-	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
-	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
-	bpf_ringbuf_submit(e, 0);
-}
-
-static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction)
-{
-	struct imds_sock *s = ctx;
 	struct imds_parse_error_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
@@ -194,6 +209,70 @@ static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 dir
 	e->reason = reason;
 	e->direction = direction;
 	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline int emit_parse_error(struct __sk_buff *skb, __u32 reason, __u32 direction)
+{
+	struct imds_sock *s = skb_sock_state(skb);
+
+	if (s)
+		send_parse_error(s, reason, direction);
+	return 0;
+}
+
+static __always_inline int emit_response(struct __sk_buff *skb, __u64 end_ns)
+{
+	struct imds_sock *s = skb_sock_state(skb);
+	struct imds_response_event *e;
+	struct imds_resp_parser *p;
+
+	if (!s)
+		return 0;
+	p = &s->resp;
+	if (p->seq >= s->req.seq) {
+		/* nothing asked: a server speaking first, or a lost request head */
+		send_parse_error(s, IMDS_PERR_UNEXPECTED_RESPONSE, 1);
+		return 0;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return 0;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE);
+	e->first_byte_ns = p->first_ns;
+	e->end_ns = end_ns;
+	e->seq = p->seq;
+	e->status = p->status;
+	e->flags = p->flags;
+	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
+	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int load_payload(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 n)
+{
+	if (bpf_skb_load_bytes(skb, off, buf, n)) {
+		count_drop(IMDS_DROP_LOAD_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p)
+{
+	emit_request(ctx);
+}
+
+static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)
+{
+	emit_response(ctx, end_ns);
+}
+
+static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction)
+{
+	emit_parse_error(ctx, reason, direction);
 }
 
 /* ---- socket marking ---- */
@@ -301,7 +380,7 @@ static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
 	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
 }
 
-static __always_inline void emit_close(struct imds_sock *s, __u8 old_state)
+static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 new_state)
 {
 	struct imds_close_event *e;
 
@@ -318,7 +397,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state)
 	e->responses = s->resp.seq;
 	e->retransmits = s->retransmits;
 	e->syn_rtos = s->rtos;
-	e->flags = s->close_flags;
+	e->flags = s->close_flags | (new_state == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0);
 	e->old_state = old_state;
 	bpf_ringbuf_submit(e, 0);
 }
@@ -359,7 +438,7 @@ int imds_sockops(struct bpf_sock_ops *ops)
 		/* the first step out of SYN_SENT or ESTABLISHED ends the exchange */
 		if ((old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
 		    (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT))
-			emit_close(s, old_state);
+			emit_close(s, old_state, new_state);
 		break;
 	}
 	}
@@ -383,17 +462,9 @@ static __always_inline bool watched_port(__u32 remote_port)
 
 static __always_inline struct imds_sock *skb_state(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk;
-
 	if (!watched_port(skb->remote_port))
 		return NULL;
-	sk = skb->sk;
-	if (!sk)
-		return NULL;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return NULL;
-	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+	return skb_sock_state(skb);
 }
 
 struct tcp_seg {
@@ -445,19 +516,57 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
 			seg->off += behind;
 			seg->len -= behind;
 		} else if (behind < 0) {
-			imds_on_parse_error(s, IMDS_PERR_SEQ_GAP, dir);
+			send_parse_error(s, IMDS_PERR_SEQ_GAP, dir);
 		}
 	}
 	*next = end;
 	s->seq_valid |= bit;
 }
 
+/* Parses one window of the segment, then chains the next through a tail
+ * call, so each program's verified loop stays one window long. */
+static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir,
+				       __u32 off, __u32 end)
+{
+	__u64 now = sc->now;
+
+	off = imds_parse_window(skb, dir, &s->req, &s->resp, sc->buf, off, end, now);
+	if (off >= end)
+		return;
+	sc->off = off;
+	sc->end = end;
+	if (++sc->windows < IMDS_SCAN_WINDOWS) {
+		if (dir)
+			bpf_tail_call(skb, &next_ingress_window, 0);
+		else
+			bpf_tail_call(skb, &next_egress_window, 0);
+		count_drop(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
+		return;
+	}
+	__u8 phase = dir ? s->resp.phase : s->req.phase;
+
+	if (phase != IMDS_PH_BODY && phase != IMDS_PH_ERROR) {
+		if (dir)
+			imds_resp_fail(skb, &s->resp, IMDS_PERR_HEADER_TOO_LONG);
+		else
+			imds_req_fail(skb, &s->req, IMDS_PERR_HEADER_TOO_LONG);
+	}
+}
+
+static __always_inline struct scratch *scratch_area(void)
+{
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!sc)
+		count_drop(IMDS_DROP_SCRATCH);
+	return sc;
+}
+
 static __always_inline void parse_segment(struct __sk_buff *skb, struct imds_sock *s, int dir)
 {
 	struct tcp_seg seg;
-	__u32 zero = 0, off, end;
-	__u8 *buf;
-	__u64 now;
+	struct scratch *sc;
 
 	if (locate_payload(skb, s->family, &seg)) {
 		count_drop(IMDS_DROP_LOAD_BYTES);
@@ -470,51 +579,24 @@ static __always_inline void parse_segment(struct __sk_buff *skb, struct imds_soc
 	trim_seen(s, &seg, dir);
 	if (seg.len == 0)
 		return;
-	buf = bpf_map_lookup_elem(&scratch, &zero);
-	if (!buf) {
-		count_drop(IMDS_DROP_SCRATCH);
+	sc = scratch_area();
+	if (!sc)
 		return;
-	}
-	now = bpf_ktime_get_ns();
-	off = seg.off;
-	end = seg.off + seg.len;
-	for (int w = 0; w < IMDS_SCAN_WINDOWS; w++) {
-		__u32 n;
+	sc->windows = 0;
+	sc->now = bpf_ktime_get_ns();
+	parse_step(skb, s, sc, dir, seg.off, seg.off + seg.len);
+}
 
-		if (off >= end)
-			return;
-		/* a body nobody needs is skipped without loading it */
-		if (dir == 0 && s->req.phase == IMDS_PH_BODY && s->req.body_left >= end - off) {
-			s->req.body_left -= end - off;
-			return;
-		}
-		n = end - off;
-		if (n > IMDS_SCAN_WINDOW)
-			n = IMDS_SCAN_WINDOW;
-		/* tell the verifier 1 <= n <= window */
-		asm volatile("%0 &= 0x3ff" : "+r"(n));
-		if (n == 0 || n > IMDS_SCAN_WINDOW)
-			return;
-		if (bpf_skb_load_bytes(skb, off, buf, n)) {
-			count_drop(IMDS_DROP_LOAD_BYTES);
-			return;
-		}
-		if (dir == 0)
-			imds_parse_request(s, &s->req, buf, n, now);
-		else
-			imds_parse_response(s, &s->resp, buf, n, now);
-		off += n;
-	}
-	if (off < end) {
-		__u8 phase = dir ? s->resp.phase : s->req.phase;
+static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
+{
+	struct imds_sock *s = skb_sock_state(skb);
+	struct scratch *sc;
 
-		if (phase != IMDS_PH_BODY && phase != IMDS_PH_ERROR) {
-			if (dir)
-				imds_resp_fail(s, &s->resp, IMDS_PERR_HEADER_TOO_LONG);
-			else
-				imds_req_fail(s, &s->req, IMDS_PERR_HEADER_TOO_LONG);
-		}
-	}
+	if (!s)
+		return;
+	sc = scratch_area();
+	if (sc)
+		parse_step(skb, s, sc, dir, sc->off, sc->end);
 }
 
 SEC("cgroup_skb/egress")
@@ -534,5 +616,20 @@ int imds_ingress(struct __sk_buff *skb)
 
 	if (s)
 		parse_segment(skb, s, 1);
+	return 1;
+}
+
+/* Tail-call targets, never attached: the next window of a long segment. */
+SEC("cgroup_skb/egress")
+int imds_egress_more(struct __sk_buff *skb)
+{
+	continue_segment(skb, 0);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress_more(struct __sk_buff *skb)
+{
+	continue_segment(skb, 1);
 	return 1;
 }

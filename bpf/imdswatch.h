@@ -14,8 +14,8 @@
 #define IMDS_UA_MAX 64    /* User-Agent bytes kept */
 #define IMDS_EXPIRY_MAX 32 /* credentials "Expiration" value bytes kept */
 #define IMDS_MAX_ENDPOINTS 8
-#define IMDS_SCAN_WINDOW 512 /* payload bytes parsed per window */
-#define IMDS_SCAN_WINDOWS 4  /* windows per packet: 2 KiB parsed at most */
+#define IMDS_SCAN_WINDOW 128 /* payload bytes parsed per window */
+#define IMDS_SCAN_WINDOWS 16 /* windows per segment: 2 KiB of heads at most */
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
@@ -49,7 +49,7 @@ enum imds_method {
 /* Close flags: what the socket went through before the client left. */
 #define IMDS_CLOSE_ESTABLISHED (1u << 0)
 #define IMDS_CLOSE_RST_RECEIVED (1u << 1)
-#define IMDS_CLOSE_RST_SENT (1u << 2)
+#define IMDS_CLOSE_PEER_FIN (1u << 2) /* the server closed first */
 
 enum imds_parse_error {
 	IMDS_PERR_NONE = 0,
@@ -69,6 +69,7 @@ enum imds_drop_reason {
 	IMDS_DROP_SOCK_STORAGE, /* no socket storage could be created */
 	IMDS_DROP_SCRATCH,      /* per-CPU scratch buffer unavailable */
 	IMDS_DROP_LOAD_BYTES,   /* bpf_skb_load_bytes failed */
+	IMDS_DROP_TAIL_CALL,    /* the next window's program could not be called */
 	IMDS_DROP__COUNT,
 };
 

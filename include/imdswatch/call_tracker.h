@@ -1,0 +1,97 @@
+// Joins the kernel's per-connection events into finished calls: a request
+// head and its response (matched by connection and sequence number), or a
+// request that never got one (the client gave up: timeout; a reset: reset).
+// Connection outcomes come from the handshake and the close.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+
+#include "imdswatch/call.h"
+#include "imdswatch/event_decoder.h"
+
+namespace imdswatch {
+
+using Comm = std::array<char, IMDS_COMM_LEN>;
+
+inline std::string_view CommView(const Comm& comm) {
+  size_t n = 0;
+  while (n < comm.size() && comm[n] != '\0') n++;
+  return {comm.data(), n};
+}
+
+// One finished call with everything the exporters and the trace need.
+struct CallRecord {
+  uint64_t cgroup_id = 0;
+  uint32_t tgid = 0;
+  Comm comm{};
+  uint64_t start_ns = 0;  // CLOCK_MONOTONIC (bpf_ktime_get_ns)
+  CallSample sample;
+  std::string method;
+  std::string path;
+  std::string role;    // credentials calls
+  std::string expiry;  // credentials "Expiration", when the response carried one
+};
+
+class CallSink {
+ public:
+  virtual ~CallSink() = default;
+  virtual void OnCall(const CallRecord& call) = 0;
+  virtual void OnConnection(uint64_t cgroup_id, const Comm& comm, ConnOutcome outcome) = 0;
+  virtual void OnRetransmit(uint64_t cgroup_id, const Comm& comm) = 0;
+};
+
+// Written by the event thread, read at scrape time: relaxed atomics.
+struct TrackerStats {
+  std::atomic<uint64_t> parse_errors[IMDS_PERR__COUNT][2] = {};  // [reason][0 request, 1 response]
+  std::atomic<uint64_t> orphan_events{0};        // event for a connection never seen opening
+  std::atomic<uint64_t> unmatched_responses{0};  // response whose request was not seen
+  std::atomic<uint64_t> evicted_connections{0};  // table full or connection idle too long
+  std::atomic<uint64_t> open_connections{0};
+};
+
+class CallTracker {
+ public:
+  explicit CallTracker(CallSink* sink, size_t max_connections = 65536);
+  void Handle(const Event& event);
+  // Forgets connections with no event for longer than idle_ns (a close we missed).
+  void EvictIdle(uint64_t now_ns, uint64_t idle_ns);
+  const TrackerStats& stats() const { return stats_; }
+  size_t max_connections() const { return max_connections_; }
+
+ private:
+  struct PendingRequest {
+    uint32_t seq;
+    uint64_t start_ns;
+    Call call;
+    Version version;
+    Client client;
+    std::string method;
+    std::string path;
+  };
+  struct Connection {
+    uint64_t cgroup_id = 0;
+    uint32_t tgid = 0;
+    Comm comm{};
+    uint64_t last_ns = 0;
+    std::deque<PendingRequest> pending;
+  };
+
+  Connection* Find(const imds_event_hdr& hdr);
+  void OnRequest(const imds_request_event& e);
+  void OnResponse(const imds_response_event& e);
+  void OnClose(const imds_close_event& e);
+  void Finish(const Connection& conn, PendingRequest&& req, Outcome outcome, uint16_t status, uint64_t end_ns,
+              uint64_t first_byte_ns, std::string expiry);
+
+  CallSink* sink_;
+  size_t max_connections_;
+  std::unordered_map<uint64_t, Connection> connections_;
+  TrackerStats stats_;
+};
+
+}  // namespace imdswatch

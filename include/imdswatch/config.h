@@ -1,0 +1,49 @@
+// Everything the command line decides, validated.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "imdswatch/endpoint.h"
+
+namespace imdswatch {
+
+struct KubeOptions {
+  bool enabled = true;
+  std::string api_server;  // "" = in-cluster
+  std::string token_file;
+  std::string ca_file;
+  std::string node_name;  // "" = $NODE_NAME
+};
+
+struct AgentConfig {
+  std::vector<Endpoint> endpoints;
+  std::string cgroup_root;  // "" = detect
+  std::string listen_address = ":10169";
+  std::string log_level = "info";
+  std::string log_format = "text";
+  KubeOptions kube;
+  std::chrono::seconds series_ttl{300};
+  uint32_t ringbuf_bytes = 1u << 20;
+};
+
+enum class OutputFormat { kText, kJson };
+
+enum class Mode { kAgent, kTrace };
+
+struct Command {
+  Mode mode = Mode::kAgent;
+  AgentConfig agent;
+  OutputFormat output = OutputFormat::kText;
+};
+
+// Parses argv; on bad input returns false with a one-line message naming the
+// flag in *error, or with *exit_now set for --help/--version (message in *error).
+bool ParseCommandLine(int argc, char** argv, Command* command, std::string* error, bool* exit_now);
+
+// "90s", "5m", "2h", "1500ms" (rounded up to seconds), or a bare number of seconds.
+bool ParseDuration(const std::string& text, std::chrono::seconds* out);
+
+}  // namespace imdswatch

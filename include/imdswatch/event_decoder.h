@@ -1,0 +1,34 @@
+// Turns raw ring-buffer records into the typed events of bpf/imdswatch.h.
+// Records are copied out with a size check, never cast in place: ring-buffer
+// payloads are not aligned for C++ objects.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <variant>
+
+#include "imdswatch.h"
+
+namespace imdswatch {
+
+struct EstablishedEvent {
+  imds_event_hdr hdr;
+};
+struct RetransmitEvent {
+  imds_event_hdr hdr;
+};
+
+using Event = std::variant<imds_connect_event, EstablishedEvent, imds_request_event, imds_response_event,
+                           imds_close_event, RetransmitEvent, imds_parse_error_event>;
+
+enum class DecodeError { kNone, kTooShort, kUnknownType, kBadLength };
+std::string_view ToString(DecodeError error);
+
+// Fills *out and returns kNone, or says why the record is unusable.
+DecodeError DecodeEvent(const void* data, size_t size, Event* out);
+
+// The header every event starts with.
+const imds_event_hdr& HeaderOf(const Event& event);
+
+}  // namespace imdswatch

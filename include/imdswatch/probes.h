@@ -1,0 +1,49 @@
+// Owns the kernel side: opens the skeleton, configures it, loads it and
+// attaches every program to the cgroup v2 root; detaches in reverse on
+// destruction. Links are fds, so even a killed agent leaves nothing attached.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imdswatch/endpoint.h"
+#include "imdswatch.h"
+
+struct imdswatch_bpf;
+struct bpf_link;
+
+namespace imdswatch {
+
+struct ProbeOptions {
+  std::vector<Endpoint> endpoints;
+  std::string cgroup_root;
+  uint32_t ringbuf_bytes = 1u << 20;
+};
+
+class Probes {
+ public:
+  // Loads and attaches everything, or returns null with *error set and
+  // nothing left loaded.
+  static std::unique_ptr<Probes> Load(const ProbeOptions& options, std::string* error);
+  ~Probes();
+  Probes(const Probes&) = delete;
+  Probes& operator=(const Probes&) = delete;
+
+  int ringbuf_fd() const;
+  // Kernel-side losses by enum imds_drop_reason, summed over CPUs.
+  std::array<uint64_t, IMDS_DROP__COUNT> DropCounts() const;
+  // "hook:program" of each attached program, for /healthz.
+  const std::vector<std::string>& attached() const { return attached_; }
+
+ private:
+  Probes() = default;
+  imdswatch_bpf* skel_ = nullptr;
+  int cgroup_fd_ = -1;
+  std::vector<::bpf_link*> links_;
+  std::vector<std::string> attached_;
+};
+
+}  // namespace imdswatch

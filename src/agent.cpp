@@ -1,0 +1,220 @@
+#include "imdswatch/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "imdswatch/aggregator.h"
+#include "imdswatch/event_loop.h"
+#include "imdswatch/http_server.h"
+#include "imdswatch/pipeline.h"
+#include "imdswatch/self_health.h"
+#include "imdswatch/trace_printer.h"
+
+namespace imdswatch {
+
+namespace {
+
+constexpr auto kTick = std::chrono::seconds(5);
+constexpr uint64_t kConnectionIdleNs = 600ULL * 1000000000ULL;
+
+uint64_t MonotonicNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + ts.tv_nsec;
+}
+
+class AggregatingSink : public CallSink {
+ public:
+  explicit AggregatingSink(Aggregator* aggregator) : aggregator_(aggregator) {}
+  void OnCall(const CallRecord& call) override {
+    aggregator_->RecordCall(call.cgroup_id, CommView(call.comm), call.sample);
+  }
+  void OnConnection(uint64_t cgroup_id, const Comm& comm, ConnOutcome outcome) override {
+    aggregator_->RecordConnection(cgroup_id, CommView(comm), outcome);
+  }
+  void OnRetransmit(uint64_t cgroup_id, const Comm& comm) override {
+    aggregator_->RecordRetransmit(cgroup_id, CommView(comm));
+  }
+
+ private:
+  Aggregator* aggregator_;
+};
+
+std::vector<LabelledValue> One(double value) { return {{{}, value}}; }
+
+// The agent's own health metrics, read from their owners at scrape time.
+std::shared_ptr<SelfHealth> BuildSelfHealth(Pipeline* p, Aggregator* aggregator) {
+  using K = SelfHealth::Kind;
+  auto health = std::make_shared<SelfHealth>();
+  health->Add("imdswatch_build_info", "imdswatch build; value is 1", K::kGauge, [] {
+    return std::vector<LabelledValue>{{{{"version", IMDSWATCH_VERSION}}, 1}};
+  });
+  health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter, [p] {
+    static const char* kKernel[IMDS_DROP__COUNT] = {"ringbuf_full", "sock_storage", "scratch", "load_bytes",
+                                                      "tail_call"};
+    std::vector<LabelledValue> out;
+    auto drops = p->probes().DropCounts();
+    for (int i = 0; i < IMDS_DROP__COUNT; i++)
+      out.push_back({{{"reason", kKernel[i]}}, static_cast<double>(drops[i])});
+    for (DecodeError e : {DecodeError::kTooShort, DecodeError::kUnknownType, DecodeError::kBadLength})
+      out.push_back({{{"reason", "decode_" + std::string(ToString(e))}}, static_cast<double>(p->decode_errors(e))});
+    const TrackerStats& t = p->tracker().stats();
+    out.push_back({{{"reason", "orphan_event"}}, static_cast<double>(t.orphan_events)});
+    out.push_back({{{"reason", "unmatched_response"}}, static_cast<double>(t.unmatched_responses)});
+    out.push_back({{{"reason", "connection_evicted"}}, static_cast<double>(t.evicted_connections)});
+    return out;
+  });
+  health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
+    static const char* kTypes[] = {"", "connect", "established", "request", "response", "close", "retransmit",
+                                   "parse_error"};
+    std::vector<LabelledValue> out;
+    for (uint8_t t = IMDS_EV_CONNECT; t <= IMDS_EV_PARSE_ERROR; t++)
+      out.push_back({{{"type", kTypes[t]}}, static_cast<double>(p->events(t))});
+    return out;
+  });
+  health->Add("imdswatch_http_parse_errors_total", "Metadata HTTP streams the kernel could not parse",
+              K::kCounter, [p] {
+                static const char* kReasons[IMDS_PERR__COUNT] = {
+                    "none",         "bad_request_line", "bad_status_line",     "header_too_long",
+                    "bad_length",   "sequence_gap",     "unexpected_response", "chunked"};
+                std::vector<LabelledValue> out;
+                const TrackerStats& t = p->tracker().stats();
+                for (int r = 1; r < IMDS_PERR__COUNT; r++)
+                  for (int d = 0; d < 2; d++)
+                    out.push_back({{{"reason", kReasons[r]}, {"direction", d ? "response" : "request"}},
+                                   static_cast<double>(t.parse_errors[r][d])});
+                return out;
+              });
+  health->Add("imdswatch_map_entries", "Entries in the agent's bounded tables", K::kGauge, [p, aggregator] {
+    return std::vector<LabelledValue>{
+        {{{"map", "connections"}}, static_cast<double>(p->tracker().stats().open_connections)},
+        {{{"map", "series_owners"}}, static_cast<double>(aggregator->OwnerCount())},
+    };
+  });
+  health->Add("imdswatch_map_capacity", "Capacity of the agent's bounded tables", K::kGauge, [p] {
+    return std::vector<LabelledValue>{
+        {{{"map", "connections"}}, static_cast<double>(p->tracker().max_connections())},
+    };
+  });
+  health->Add("imdswatch_attribution_failures_total", "Calls whose caller could not be fully named, by reason",
+              K::kCounter, [p] {
+                std::vector<LabelledValue> out;
+                for (const auto& [reason, count] : p->attributor().FailureCounts())
+                  out.push_back({{{"reason", reason}}, static_cast<double>(count)});
+                return out;
+              });
+  if (KubePodWatcher* kube = p->kube()) {
+    health->Add("imdswatch_kube_api_up", "1 while the Kubernetes API watch is connected", K::kGauge,
+                [kube] { return One(kube->Up() ? 1 : 0); });
+    health->Add("imdswatch_kube_api_last_sync_timestamp_seconds", "Last successful pod list or watch event",
+                K::kGauge, [kube] { return One(static_cast<double>(kube->LastSyncUnixSeconds())); });
+    health->Add("imdswatch_kube_api_errors_total", "Kubernetes API errors, by reason", K::kCounter, [kube] {
+      std::vector<LabelledValue> out;
+      for (const auto& [reason, count] : kube->ErrorCounts())
+        out.push_back({{{"reason", reason}}, static_cast<double>(count)});
+      return out;
+    });
+  }
+  return health;
+}
+
+}  // namespace
+
+int RunAgent(const AgentConfig& config) {
+  Pipeline* pipeline = nullptr;
+  auto aggregator = std::make_shared<Aggregator>(
+      [&pipeline](uint64_t cgroup_id, std::string_view comm) { return pipeline->Resolve(cgroup_id, comm); });
+  AggregatingSink sink(aggregator.get());
+  std::string error;
+  auto owned = Pipeline::Start(config, &sink, &error);
+  if (!owned) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  pipeline = owned.get();
+  auto self_health = BuildSelfHealth(pipeline, aggregator.get());
+
+  std::atomic<uint64_t> last_tick_ns{MonotonicNowNs()};
+  HttpRoutes routes;
+  routes.collectables = {aggregator, self_health};
+  routes.healthz = [&]() -> HealthStatus {
+    uint64_t age = MonotonicNowNs() - last_tick_ns.load();
+    if (age > 4 * std::chrono::nanoseconds(kTick).count()) return {false, "event loop stalled"};
+    return {true, "ok: " + std::to_string(pipeline->probes().attached().size()) + " programs attached"};
+  };
+  routes.readyz = [&]() -> HealthStatus {
+    if (KubePodWatcher* kube = pipeline->kube(); kube && !kube->Synced())
+      return {false, "waiting for the first pod list from the Kubernetes API"};
+    return {true, "ready"};
+  };
+  auto server = HttpServer::Start(config.listen_address, std::move(routes), &error);
+  if (!server) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  spdlog::info("serving /metrics, /healthz and /readyz on {} (port {})", config.listen_address, server->port());
+
+  int ticks = 0;
+  EventLoop loop(
+      pipeline->probes().ringbuf_fd(), [&](const void* data, size_t size) { pipeline->OnRecord(data, size); },
+      [&] {
+        last_tick_ns = MonotonicNowNs();
+        pipeline->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs);
+        if (++ticks % 6 == 0) {
+          size_t dropped = aggregator->ExpireGone([&](uint64_t id) { return pipeline->CgroupAlive(id); },
+                                                  std::chrono::steady_clock::now(), config.series_ttl);
+          if (dropped) spdlog::debug("expired {} series owners", dropped);
+        }
+      },
+      kTick);
+  bool clean = loop.Run(&error);
+  if (!clean) spdlog::error("{}", error);
+  spdlog::info("shutting down: detaching programs");
+  server.reset();
+  owned.reset();
+  return clean ? 0 : 1;
+}
+
+namespace {
+
+class TraceSink : public CallSink {
+ public:
+  TraceSink(Pipeline** pipeline, OutputFormat format) : pipeline_(pipeline), format_(format) {}
+  void OnCall(const CallRecord& call) override {
+    Workload who = (*pipeline_)->Resolve(call.cgroup_id, CommView(call.comm));
+    std::string line = FormatTraceLine(call, who, call.start_ns + offset_ns_, format_);
+    std::fprintf(stdout, "%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  void OnConnection(uint64_t, const Comm&, ConnOutcome) override {}
+  void OnRetransmit(uint64_t, const Comm&) override {}
+
+ private:
+  Pipeline** pipeline_;
+  OutputFormat format_;
+  int64_t offset_ns_ = MonotonicToRealtimeOffsetNs();
+};
+
+}  // namespace
+
+int RunTrace(const AgentConfig& config, OutputFormat output) {
+  Pipeline* pipeline = nullptr;
+  TraceSink sink(&pipeline, output);
+  std::string error;
+  auto owned = Pipeline::Start(config, &sink, &error);
+  if (!owned) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  pipeline = owned.get();
+  EventLoop loop(
+      pipeline->probes().ringbuf_fd(), [&](const void* data, size_t size) { pipeline->OnRecord(data, size); },
+      [&] { pipeline->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs); }, kTick);
+  bool clean = loop.Run(&error);
+  if (!clean) spdlog::error("{}", error);
+  return clean ? 0 : 1;
+}
+
+}  // namespace imdswatch

@@ -1,0 +1,164 @@
+#include "imdswatch/call_tracker.h"
+
+#include <cstring>
+
+#include "imdswatch/classify.h"
+
+namespace imdswatch {
+
+namespace {
+
+constexpr uint8_t kTcpSynSent = 2;
+constexpr uint8_t kTcpEstablished = 1;
+
+std::string_view MethodName(uint8_t method) {
+  switch (method) {
+    case IMDS_METHOD_GET: return "GET";
+    case IMDS_METHOD_PUT: return "PUT";
+    case IMDS_METHOD_HEAD: return "HEAD";
+    case IMDS_METHOD_POST: return "POST";
+  }
+  return "OTHER";
+}
+
+double Seconds(uint64_t from_ns, uint64_t to_ns) {
+  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
+}
+
+}  // namespace
+
+CallTracker::CallTracker(CallSink* sink, size_t max_connections)
+    : sink_(sink), max_connections_(max_connections) {}
+
+CallTracker::Connection* CallTracker::Find(const imds_event_hdr& hdr) {
+  auto it = connections_.find(hdr.sock_id);
+  if (it == connections_.end()) {
+    stats_.orphan_events++;
+    return nullptr;
+  }
+  it->second.last_ns = hdr.ts_ns;
+  return &it->second;
+}
+
+void CallTracker::Handle(const Event& event) {
+  if (const auto* e = std::get_if<imds_connect_event>(&event)) {
+    if (connections_.size() >= max_connections_ && !connections_.count(e->hdr.sock_id)) {
+      // full: drop the least recently active connection rather than the new one
+      auto oldest = connections_.begin();
+      for (auto it = connections_.begin(); it != connections_.end(); ++it)
+        if (it->second.last_ns < oldest->second.last_ns) oldest = it;
+      connections_.erase(oldest);
+      stats_.evicted_connections++;
+    }
+    Connection& conn = connections_[e->hdr.sock_id];
+    conn.cgroup_id = e->hdr.cgroup_id;
+    conn.tgid = e->hdr.tgid;
+    std::memcpy(conn.comm.data(), e->comm, conn.comm.size());
+    conn.last_ns = e->hdr.ts_ns;
+    conn.pending.clear();
+    stats_.open_connections = connections_.size();
+  } else if (const auto* est = std::get_if<EstablishedEvent>(&event)) {
+    if (Connection* conn = Find(est->hdr)) sink_->OnConnection(conn->cgroup_id, conn->comm, ConnOutcome::kEstablished);
+  } else if (const auto* req = std::get_if<imds_request_event>(&event)) {
+    OnRequest(*req);
+  } else if (const auto* resp = std::get_if<imds_response_event>(&event)) {
+    OnResponse(*resp);
+  } else if (const auto* close = std::get_if<imds_close_event>(&event)) {
+    OnClose(*close);
+  } else if (const auto* rt = std::get_if<RetransmitEvent>(&event)) {
+    if (Connection* conn = Find(rt->hdr)) sink_->OnRetransmit(conn->cgroup_id, conn->comm);
+  } else if (const auto* perr = std::get_if<imds_parse_error_event>(&event)) {
+    if (perr->reason < IMDS_PERR__COUNT) stats_.parse_errors[perr->reason][perr->direction ? 1 : 0]++;
+  }
+}
+
+void CallTracker::OnRequest(const imds_request_event& e) {
+  Connection* conn = Find(e.hdr);
+  if (!conn) return;
+  PendingRequest req;
+  req.seq = e.seq;
+  req.start_ns = e.start_ns;
+  req.method = std::string(MethodName(e.method));
+  req.path.assign(e.path, e.path_len);
+  req.call = ClassifyCall(req.method, req.path);
+  req.version = ClassifyVersion(req.call, e.flags & IMDS_REQ_HAS_TOKEN);
+  req.client = ClassifyUserAgent(std::string_view(e.ua, e.ua_len), e.flags & IMDS_REQ_HAS_UA);
+  conn->pending.push_back(std::move(req));
+}
+
+void CallTracker::OnResponse(const imds_response_event& e) {
+  Connection* conn = Find(e.hdr);
+  if (!conn) return;
+  // responses come in request order; anything older than this one was lost
+  while (!conn->pending.empty() && conn->pending.front().seq < e.seq) conn->pending.pop_front();
+  if (conn->pending.empty() || conn->pending.front().seq != e.seq) {
+    stats_.unmatched_responses++;
+    return;
+  }
+  PendingRequest req = std::move(conn->pending.front());
+  conn->pending.pop_front();
+  std::string expiry;
+  if (e.flags & IMDS_RESP_HAS_EXPIRY) expiry.assign(e.expiry, e.expiry_len);
+  Finish(*conn, std::move(req), OutcomeForStatus(e.status), e.status, e.end_ns, e.first_byte_ns, std::move(expiry));
+}
+
+void CallTracker::OnClose(const imds_close_event& e) {
+  auto it = connections_.find(e.hdr.sock_id);
+  if (it == connections_.end()) {
+    stats_.orphan_events++;
+    return;
+  }
+  Connection& conn = it->second;
+  const bool rst = e.flags & IMDS_CLOSE_RST_RECEIVED;
+  if (e.old_state == kTcpSynSent) {
+    // the handshake never completed: an RST is a refusal, silence a timeout
+    sink_->OnConnection(conn.cgroup_id, conn.comm, rst ? ConnOutcome::kRefused : ConnOutcome::kTimeout);
+  } else if (e.old_state == kTcpEstablished && rst) {
+    sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kReset);
+  }
+  // Requests still waiting: the client left (timeout), or the peer cut the
+  // connection with an RST or a FIN before answering (reset).
+  const bool peer_cut = rst || (e.flags & IMDS_CLOSE_PEER_FIN);
+  while (!conn.pending.empty()) {
+    PendingRequest req = std::move(conn.pending.front());
+    conn.pending.pop_front();
+    Finish(conn, std::move(req), peer_cut ? Outcome::kReset : Outcome::kTimeout, 0, e.hdr.ts_ns, 0, "");
+  }
+  connections_.erase(it);
+  stats_.open_connections = connections_.size();
+}
+
+void CallTracker::Finish(const Connection& conn, PendingRequest&& req, Outcome outcome, uint16_t status,
+                         uint64_t end_ns, uint64_t first_byte_ns, std::string expiry) {
+  CallRecord rec;
+  rec.cgroup_id = conn.cgroup_id;
+  rec.tgid = conn.tgid;
+  rec.comm = conn.comm;
+  rec.start_ns = req.start_ns;
+  rec.sample.call = req.call;
+  rec.sample.version = req.version;
+  rec.sample.client = req.client;
+  rec.sample.outcome = outcome;
+  rec.sample.status = status;
+  rec.sample.duration_seconds = Seconds(req.start_ns, end_ns);
+  rec.sample.ttfb_seconds = first_byte_ns ? Seconds(req.start_ns, first_byte_ns) : 0.0;
+  if (req.call == Call::kCredentials) rec.role = RoleFromPath(req.path);
+  rec.method = std::move(req.method);
+  rec.path = std::move(req.path);
+  rec.expiry = std::move(expiry);
+  sink_->OnCall(rec);
+}
+
+void CallTracker::EvictIdle(uint64_t now_ns, uint64_t idle_ns) {
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    if (now_ns > it->second.last_ns && now_ns - it->second.last_ns > idle_ns) {
+      it = connections_.erase(it);
+      stats_.evicted_connections++;
+    } else {
+      ++it;
+    }
+  }
+  stats_.open_connections = connections_.size();
+}
+
+}  // namespace imdswatch

@@ -1,0 +1,28 @@
+// imdswatch: per-pod visibility of instance-metadata calls.
+#include <cstdio>
+
+#include "imdswatch/agent.h"
+#include "imdswatch/config.h"
+#include "imdswatch/event_loop.h"
+#include "imdswatch/logging.h"
+
+int main(int argc, char** argv) {
+  imdswatch::BlockTerminationSignals();  // before any thread starts
+  imdswatch::Command command;
+  std::string message;
+  bool exit_now = false;
+  if (!imdswatch::ParseCommandLine(argc, argv, &command, &message, &exit_now)) {
+    std::fprintf(stderr, "imdswatch: %s\n", message.c_str());
+    return 2;
+  }
+  if (exit_now) {
+    std::printf("%s\n", message.c_str());
+    return 0;
+  }
+  imdswatch::SetupLogging(command.agent.log_level, command.agent.log_format);
+  switch (command.mode) {
+    case imdswatch::Mode::kTrace: return imdswatch::RunTrace(command.agent, command.output);
+    default: break;
+  }
+  return imdswatch::RunAgent(command.agent);
+}

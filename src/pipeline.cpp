@@ -1,0 +1,89 @@
+#include "imdswatch/pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include "imdswatch/preflight.h"
+
+namespace imdswatch {
+
+std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* sink, std::string* error) {
+  std::unique_ptr<Pipeline> p(new Pipeline());
+  auto missing = MissingCapabilities();
+  if (!missing.empty()) {
+    *error = "insufficient privileges: ";
+    for (size_t i = 0; i < missing.size(); i++) *error += (i ? "; " : "") + missing[i];
+    return nullptr;
+  }
+  if (std::string why = CheckKernelBtf(); !why.empty()) {
+    *error = why;
+    return nullptr;
+  }
+  p->cgroup_root_ = config.cgroup_root;
+  if (p->cgroup_root_.empty()) {
+    auto detected = CgroupResolver::DetectRoot();
+    if (!detected) {
+      *error = "no cgroup v2 mount found in /proc/self/mountinfo: imdswatch needs cgroup v2 (give --cgroup-root)";
+      return nullptr;
+    }
+    p->cgroup_root_ = *detected;
+  }
+  if (std::string why = CheckCgroupV2Root(p->cgroup_root_); !why.empty()) {
+    *error = "--cgroup-root: " + why;
+    return nullptr;
+  }
+
+  p->cgroups_ = std::make_unique<CgroupResolver>(p->cgroup_root_, 65536);
+  if (config.kube.enabled) {
+    KubeConfig kube = config.kube.api_server.empty() ? KubeConfig::InCluster() : KubeConfig{};
+    if (!config.kube.api_server.empty()) kube.server = config.kube.api_server;
+    if (!config.kube.token_file.empty()) kube.token_file = config.kube.token_file;
+    if (!config.kube.ca_file.empty()) kube.ca_file = config.kube.ca_file;
+    kube.node_name = config.kube.node_name;
+    if (kube.server.empty()) {
+      *error = "--kube-api-server: not given and not running in a cluster "
+               "(KUBERNETES_SERVICE_HOST unset); use --no-kube to run without it";
+      return nullptr;
+    }
+    p->pods_ = std::make_unique<PodStore>();
+    p->kube_ = std::make_unique<KubePodWatcher>(kube, p->pods_.get());
+  }
+  p->attributor_ = std::make_unique<Attributor>(p->cgroups_.get(), p->pods_.get());
+  p->tracker_ = std::make_unique<CallTracker>(sink);
+
+  ProbeOptions probe_options;
+  probe_options.endpoints = config.endpoints;
+  probe_options.cgroup_root = p->cgroup_root_;
+  probe_options.ringbuf_bytes = config.ringbuf_bytes;
+  p->probes_ = Probes::Load(probe_options, error);
+  if (!p->probes_) return nullptr;
+  for (const auto& name : p->probes_->attached()) spdlog::info("attached {} at {}", name, p->cgroup_root_);
+  if (p->kube_) p->kube_->Start();
+  return p;
+}
+
+Pipeline::~Pipeline() {
+  if (kube_) kube_->Stop();
+}
+
+void Pipeline::OnRecord(const void* data, size_t size) {
+  Event event;
+  DecodeError err = DecodeEvent(data, size, &event);
+  if (err != DecodeError::kNone) {
+    decode_errors_[static_cast<int>(err)]++;
+    return;
+  }
+  events_[HeaderOf(event).type & 7]++;
+  tracker_->Handle(event);
+}
+
+Workload Pipeline::Resolve(uint64_t cgroup_id, std::string_view comm) {
+  std::lock_guard<std::mutex> lock(attributor_mu_);
+  return attributor_->Resolve(cgroup_id, comm);
+}
+
+bool Pipeline::CgroupAlive(uint64_t cgroup_id) {
+  std::lock_guard<std::mutex> lock(attributor_mu_);
+  return cgroups_->Exists(cgroup_id);
+}
+
+}  // namespace imdswatch

@@ -1,0 +1,147 @@
+#include "imdswatch/probes.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "imdswatch.skel.h"
+
+namespace imdswatch {
+
+namespace {
+
+// libbpf's messages (verifier logs among them) go to the agent's log, a line at a time.
+int LibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  if (n <= 0) return 0;
+  std::string text(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(text.data(), text.size(), format, args);
+  text.resize(static_cast<size_t>(n));
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    if (level == LIBBPF_WARN)
+      spdlog::warn("libbpf: {}", line);
+    else if (level == LIBBPF_INFO)
+      spdlog::debug("libbpf: {}", line);
+    else
+      spdlog::trace("libbpf: {}", line);
+    start = end + 1;
+  }
+  return 0;
+}
+
+std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
+
+}  // namespace
+
+std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* error) {
+  libbpf_set_print(LibbpfLog);
+  if (options.endpoints.empty() || options.endpoints.size() > IMDS_MAX_ENDPOINTS) {
+    *error = "between 1 and " + std::to_string(IMDS_MAX_ENDPOINTS) + " endpoints can be watched";
+    return nullptr;
+  }
+  std::unique_ptr<Probes> probes(new Probes());
+  probes->skel_ = imdswatch_bpf::open();
+  if (!probes->skel_) {
+    *error = "opening the BPF object failed: " + Errno(errno);
+    return nullptr;
+  }
+  auto* rodata = probes->skel_->rodata;
+  for (size_t i = 0; i < options.endpoints.size(); i++) {
+    const Endpoint& ep = options.endpoints[i];
+    auto& slot = rodata->endpoints[i];
+    std::memcpy(slot.addr, ep.addr, sizeof(slot.addr));
+    slot.port = htons(ep.port);
+    slot.family = static_cast<__u16>(ep.family);
+  }
+  rodata->nr_endpoints = static_cast<__u32>(options.endpoints.size());
+  // a ring buffer must be a power of two pages
+  uint32_t ring = 4096;
+  while (ring < options.ringbuf_bytes) ring <<= 1;
+  bpf_map__set_max_entries(probes->skel_->maps.events, ring);
+  // continuations run only as tail calls: loaded, never attached
+  bpf_program__set_autoattach(probes->skel_->progs.imds_egress_more, false);
+  bpf_program__set_autoattach(probes->skel_->progs.imds_ingress_more, false);
+
+  int err = imdswatch_bpf::load(probes->skel_);
+  if (err) {
+    *error = "loading BPF programs failed: " + Errno(err) +
+             (err == -EPERM ? " (missing privileges: CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are needed)" : "");
+    return nullptr;
+  }
+  const struct {
+    bpf_map* slot;
+    bpf_program* prog;
+  } continuations[] = {{probes->skel_->maps.next_egress_window, probes->skel_->progs.imds_egress_more},
+                       {probes->skel_->maps.next_ingress_window, probes->skel_->progs.imds_ingress_more}};
+  for (const auto& c : continuations) {
+    const uint32_t key = 0;
+    const int prog_fd = bpf_program__fd(c.prog);
+    if (bpf_map_update_elem(bpf_map__fd(c.slot), &key, &prog_fd, BPF_ANY) != 0) {
+      *error = "filling the next_window program array: " + Errno(errno);
+      return nullptr;
+    }
+  }
+  probes->cgroup_fd_ = open(options.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (probes->cgroup_fd_ < 0) {
+    *error = "opening cgroup root " + options.cgroup_root + ": " + Errno(errno);
+    return nullptr;
+  }
+  // Every program is required: without any one of them a metric would be wrong.
+  const struct {
+    bpf_program* prog;
+    const char* hook;
+  } table[] = {
+      {probes->skel_->progs.imds_connect4, "cgroup/connect4"},
+      {probes->skel_->progs.imds_connect6, "cgroup/connect6"},
+      {probes->skel_->progs.imds_sockops, "sockops"},
+      {probes->skel_->progs.imds_egress, "cgroup_skb/egress"},
+      {probes->skel_->progs.imds_ingress, "cgroup_skb/ingress"},
+  };
+  for (const auto& entry : table) {
+    bpf_link* link = bpf_program__attach_cgroup(entry.prog, probes->cgroup_fd_);
+    if (!link) {
+      *error = std::string("attaching ") + entry.hook + " to " + options.cgroup_root + " failed: " + Errno(errno);
+      return nullptr;  // the destructor detaches what was attached
+    }
+    probes->links_.push_back(link);
+    probes->attached_.push_back(std::string(entry.hook) + ":" + bpf_program__name(entry.prog));
+  }
+  return probes;
+}
+
+Probes::~Probes() {
+  for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  if (skel_) imdswatch_bpf::destroy(skel_);
+  if (cgroup_fd_ >= 0) close(cgroup_fd_);
+}
+
+int Probes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+std::array<uint64_t, IMDS_DROP__COUNT> Probes::DropCounts() const {
+  std::array<uint64_t, IMDS_DROP__COUNT> totals{};
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return totals;
+  std::vector<uint64_t> per_cpu(ncpu);
+  int fd = bpf_map__fd(skel_->maps.drop_counts);
+  for (uint32_t reason = 0; reason < IMDS_DROP__COUNT; reason++) {
+    if (bpf_map_lookup_elem(fd, &reason, per_cpu.data()) != 0) continue;
+    for (uint64_t v : per_cpu) totals[reason] += v;
+  }
+  return totals;
+}
+
+}  // namespace imdswatch

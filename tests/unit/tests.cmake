@@ -1,0 +1,5 @@
+# Unit tests of the agent's own modules (the attribution and metrics modules
+# list theirs in attribution.cmake and metrics.cmake).
+imdswatch_test(http_parse_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/http_parse_test.cpp ${CMAKE_CURRENT_LIST_DIR}/http_parse_harness.cpp
+  LABELS unit)
