@@ -449,7 +449,8 @@ int imds_sockops(struct bpf_sock_ops *ops)
 
 static __always_inline bool watched_port(__u32 remote_port)
 {
-	__u16 port = (__u16)remote_port; /* network byte order */
+	/* network byte order; little-endian kernels hand it over shifted left by 16 */
+	__u16 port = remote_port > 0xffff ? remote_port >> 16 : remote_port;
 
 	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
 		if (i >= nr_endpoints)

@@ -28,8 +28,8 @@ bool ParseDuration(const std::string& text, std::chrono::seconds* out) {
 
 namespace {
 
-// Flags shared by the agent, trace and doctor: where to look and how to name it.
-void AddProbeFlags(CLI::App* app, AgentConfig* cfg, std::vector<std::string>* endpoints) {
+// Flags shared by the agent and trace: where to look and how to name it.
+void AddProbeFlags(CLI::App* app, AgentConfig* cfg, std::vector<std::string>* endpoints, bool* no_kube) {
   app->add_option("--endpoint", *endpoints,
                   "Extra metadata endpoint ADDR:PORT or [V6ADDR]:PORT to watch (repeatable); "
                   "169.254.169.254:80 and [fd00:ec2::254]:80 are always watched");
@@ -39,7 +39,7 @@ void AddProbeFlags(CLI::App* app, AgentConfig* cfg, std::vector<std::string>* en
   app->add_option("--kube-token-file", cfg->kube.token_file, "bearer token file for the Kubernetes API");
   app->add_option("--kube-ca-file", cfg->kube.ca_file, "CA bundle for the Kubernetes API");
   app->add_option("--node-name", cfg->kube.node_name, "this node's name (default: $NODE_NAME)");
-  app->add_flag("--no-kube", "run without the Kubernetes API (pods named by UID)");
+  app->add_flag("--no-kube", *no_kube, "run without the Kubernetes API (pods named by UID)");
   app->add_option("--ringbuf-size", cfg->ringbuf_bytes, "kernel-to-agent ring buffer size in bytes")
       ->check(CLI::Range(4096u, 1u << 30));
   app->add_option("--log-level", cfg->log_level, "trace|debug|info|warn|error")
@@ -57,78 +57,15 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   std::vector<std::string> endpoints;
   std::string series_ttl = "5m";
   std::string output = "text";
+  bool no_kube = false;
 
-  AddProbeFlags(&app, &cfg, &endpoints);
+  AddProbeFlags(&app, &cfg, &endpoints, &no_kube);
   app.add_option("--web.listen-address", cfg.listen_address, "address for /metrics, /healthz, /readyz");
   app.add_option("--series-ttl", series_ttl, "drop series of containers gone for this long (e.g. 5m)");
 
   CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
-  AddProbeFlags(trace, &cfg, &endpoints);
+  AddProbeFlags(trace, &cfg, &endpoints, &no_kube);
   trace->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
-
-
-  try {
-    value = std::stod(text, &pos);
-  } catch (...) {
-    return false;
-  }
-  if (value < 0) return false;
-  std::string unit = text.substr(pos);
-  double seconds;
-  if (unit.empty() || unit == "s") seconds = value;
-  else if (unit == "ms") seconds = value / 1000;
-  else if (unit == "m") seconds = value * 60;
-  else if (unit == "h") seconds = value * 3600;
-  else return false;
-  *out = std::chrono::seconds(static_cast<int64_t>(seconds + 0.999));
-  return true;
-}
-
-namespace {
-
-// Flags shared by the agent, trace and doctor: where to look and how to name it.
-void AddProbeFlags(CLI::App* app, AgentConfig* cfg, std::vector<std::string>* endpoints) {
-  app->add_option("--endpoint", *endpoints,
-                  "Extra metadata endpoint ADDR:PORT or [V6ADDR]:PORT to watch (repeatable); "
-                  "169.254.169.254:80 and [fd00:ec2::254]:80 are always watched");
-  app->add_option("--cgroup-root", cfg->cgroup_root, "cgroup v2 mount (default: found in /proc/self/mountinfo)");
-  app->add_option("--kube-api-server", cfg->kube.api_server,
-                  "Kubernetes API URL (default: in-cluster; http:// allowed when given here)");
-  app->add_option("--kube-token-file", cfg->kube.token_file, "bearer token file for the Kubernetes API");
-  app->add_option("--kube-ca-file", cfg->kube.ca_file, "CA bundle for the Kubernetes API");
-  app->add_option("--node-name", cfg->kube.node_name, "this node's name (default: $NODE_NAME)");
-  app->add_flag("--no-kube", "run without the Kubernetes API (pods named by UID)");
-  app->add_option("--ringbuf-size", cfg->ringbuf_bytes, "kernel-to-agent ring buffer size in bytes")
-      ->check(CLI::Range(4096u, 1u << 30));
-  app->add_option("--log-level", cfg->log_level, "trace|debug|info|warn|error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  app->add_option("--log-format", cfg->log_format, "text|json")->check(CLI::IsMember({"text", "json"}));
-}
-
-}  // namespace
-
-bool ParseCommandLine(int argc, char** argv, Command* command, std::string* error, bool* exit_now) {
-  *exit_now = false;
-  CLI::App app{"imdswatch: per-pod visibility of instance-metadata (IMDS) calls, from eBPF"};
-  app.set_version_flag("--version", std::string("imdswatch ") + IMDSWATCH_VERSION);
-  AgentConfig& cfg = command->agent;
-  std::vector<std::string> endpoints;
-  std::string series_ttl = "5m";
-  std::string output = "text";
-
-  AddProbeFlags(&app, &cfg, &endpoints);
-  app.add_option("--web.listen-address", cfg.listen_address, "address for /metrics, /healthz, /readyz");
-  app.add_option("--series-ttl", series_ttl, "drop series of containers gone for this long (e.g. 5m)");
-
-  CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
-  AddProbeFlags(trace, &cfg, &endpoints);
-  trace->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
-
-  CLI::App* doctor = app.add_subcommand("doctor", "name the IMDS problems of each pod, with the fix");
-  doctor->add_option("--url", command->doctor_url, "a running agent, e.g. http://127.0.0.1:10169");
-  doctor->add_option("--duration", duration, "without --url: watch this long (e.g. 60s)");
-  doctor->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
-  AddProbeFlags(doctor, &cfg, &endpoints);
 
   try {
     app.parse(argc, argv);
@@ -141,16 +78,11 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
     *exit_now = true;
     return true;
   } catch (const CLI::ParseError& e) {
-    if (e.get_name() == "CallForAllHelp") {
-      *error = app.help();
-      *exit_now = true;
-      return true;
-    }
     *error = e.what();
     return false;
   }
   if (trace->parsed()) command->mode = Mode::kTrace;
-  cfg.kube.enabled = !(app.count("--no-kube") || trace->count("--no-kube"));
+  cfg.kube.enabled = !no_kube;
   command->output = output == "json" ? OutputFormat::kJson : OutputFormat::kText;
 
   if (!ParseDuration(series_ttl, &cfg.series_ttl) || cfg.series_ttl.count() == 0) {
@@ -178,7 +110,7 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   if (cfg.kube.enabled && cfg.kube.node_name.empty()) {
     if (const char* node = std::getenv("NODE_NAME")) cfg.kube.node_name = node;
   }
-  if (cfg.kube.enabled && command->mode == Mode::kAgent && cfg.kube.node_name.empty()) {
+  if (cfg.kube.enabled && cfg.kube.node_name.empty()) {
     *error = "--node-name: not given and $NODE_NAME is not set (or use --no-kube)";
     return false;
   }

@@ -1,0 +1,461 @@
+#include "imdswatch/aggregator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace imdswatch {
+
+namespace {
+
+constexpr size_t kCalls = static_cast<size_t>(Call::kOther) + 1;
+constexpr size_t kVersions = static_cast<size_t>(Version::kV2) + 1;
+constexpr size_t kOutcomes = static_cast<size_t>(Outcome::kReset) + 1;
+constexpr size_t kConnOutcomes = static_cast<size_t>(ConnOutcome::kReset) + 1;
+constexpr size_t kClients = static_cast<size_t>(Client::kUnknown) + 1;
+constexpr size_t kBuckets = kDurationBuckets.size() + 1;  // the last one is +Inf
+
+// A request series packed into 32 bits: bit 31 marks a used slot, then call,
+// version, outcome, client and the HTTP status (0-999; 0 = no response).
+constexpr uint32_t kUsed = 1u << 31;
+constexpr unsigned kStatusBits = 10, kClientBits = 4, kOutcomeBits = 3, kVersionBits = 1, kCallBits = 3;
+static_assert(kClients <= (1u << kClientBits) && kOutcomes <= (1u << kOutcomeBits) &&
+              kVersions <= (1u << kVersionBits) && kCalls <= (1u << kCallBits));
+constexpr unsigned kClientShift = kStatusBits;
+constexpr unsigned kOutcomeShift = kClientShift + kClientBits;
+constexpr unsigned kVersionShift = kOutcomeShift + kOutcomeBits;
+constexpr unsigned kCallShift = kVersionShift + kVersionBits;
+static_assert(kCallShift + kCallBits < 31);
+
+template <typename E>
+size_t Index(E value, size_t count, E fallback) {
+  const auto i = static_cast<size_t>(value);
+  return i < count ? i : static_cast<size_t>(fallback);
+}
+
+uint32_t PackRequest(const CallSample& s) {
+  const uint32_t status = s.status > 999 ? 999 : s.status;
+  return kUsed | static_cast<uint32_t>(Index(s.call, kCalls, Call::kOther)) << kCallShift |
+         static_cast<uint32_t>(Index(s.version, kVersions, Version::kV1)) << kVersionShift |
+         static_cast<uint32_t>(Index(s.outcome, kOutcomes, Outcome::kError)) << kOutcomeShift |
+         static_cast<uint32_t>(Index(s.client, kClients, Client::kUnknown)) << kClientShift | status;
+}
+
+uint32_t Field(uint32_t key, unsigned shift, unsigned bits) { return (key >> shift) & ((1u << bits) - 1); }
+
+size_t BucketOf(double seconds) {
+  for (size_t i = 0; i < kDurationBuckets.size(); i++)
+    if (seconds <= kDurationBuckets[i]) return i;
+  return kDurationBuckets.size();
+}
+
+// Open-addressed map from packed request key to count: no allocation once an
+// owner has seen its handful of distinct (call, version, outcome, client, code).
+class RequestCounts {
+ public:
+  void Add(uint32_t key, uint64_t n) {
+    if (!keys_.empty()) {
+      const size_t mask = keys_.size() - 1;
+      for (size_t i = Slot(key, mask);; i = (i + 1) & mask) {
+        if (keys_[i] == key) {
+          counts_[i] += n;
+          return;
+        }
+        if (keys_[i] == 0) break;
+      }
+    }
+    if ((size_ + 1) * 2 > keys_.size()) Grow();
+    Insert(key, n);
+  }
+
+  // (key, count) pairs in key order.
+  std::vector<std::pair<uint32_t, uint64_t>> Sorted() const {
+    std::vector<std::pair<uint32_t, uint64_t>> out;
+    out.reserve(size_);
+    for (size_t i = 0; i < keys_.size(); i++)
+      if (keys_[i] != 0) out.emplace_back(keys_[i], counts_[i]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (size_t i = 0; i < keys_.size(); i++)
+      if (keys_[i] != 0) f(keys_[i], counts_[i]);
+  }
+
+ private:
+  static size_t Slot(uint32_t key, size_t mask) { return ((key * 0x9E3779B1u) >> 7) & mask; }
+
+  void Insert(uint32_t key, uint64_t n) {
+    const size_t mask = keys_.size() - 1;
+    size_t i = Slot(key, mask);
+    while (keys_[i] != 0) i = (i + 1) & mask;
+    keys_[i] = key;
+    counts_[i] = n;
+    size_++;
+  }
+
+  void Grow() {
+    std::vector<uint32_t> old_keys = std::move(keys_);
+    std::vector<uint64_t> old_counts = std::move(counts_);
+    const size_t capacity = old_keys.empty() ? 8 : old_keys.size() * 2;
+    keys_.assign(capacity, 0);
+    counts_.assign(capacity, 0);
+    size_ = 0;
+    for (size_t i = 0; i < old_keys.size(); i++)
+      if (old_keys[i] != 0) Insert(old_keys[i], old_counts[i]);
+  }
+
+  std::vector<uint32_t> keys_;  // 0 = empty slot (every key has kUsed set)
+  std::vector<uint64_t> counts_;
+  size_t size_ = 0;
+};
+
+struct Histogram {
+  std::array<uint64_t, kBuckets> counts{};  // per bucket, not cumulative
+  uint64_t count = 0;
+  double sum = 0;
+
+  void Merge(const Histogram& other) {
+    for (size_t i = 0; i < kBuckets; i++) counts[i] += other.counts[i];
+    count += other.count;
+    sum += other.sum;
+  }
+};
+
+}  // namespace
+
+struct Aggregator::Stats {
+  RequestCounts requests;
+  // Histograms by call * kOutcomes + outcome, kept only for the pairs seen:
+  // slot[i] is 1 + the position in hists, or 0.
+  std::array<uint8_t, kCalls * kOutcomes> slot{};
+  std::vector<std::pair<uint8_t, Histogram>> hists;
+  std::array<uint64_t, kConnOutcomes> connections{};
+  uint64_t retransmits = 0;
+
+  Histogram& Hist(size_t index) {
+    if (slot[index] == 0) {
+      hists.emplace_back(static_cast<uint8_t>(index), Histogram{});
+      slot[index] = static_cast<uint8_t>(hists.size());
+    }
+    return hists[slot[index] - 1].second;
+  }
+
+  void AddCall(const CallSample& s) {
+    requests.Add(PackRequest(s), 1);
+    const size_t index =
+        Index(s.call, kCalls, Call::kOther) * kOutcomes + Index(s.outcome, kOutcomes, Outcome::kError);
+    Histogram& h = Hist(index);
+    const double seconds = std::isfinite(s.duration_seconds) && s.duration_seconds > 0 ? s.duration_seconds : 0.0;
+    h.counts[BucketOf(seconds)]++;
+    h.count++;
+    h.sum += seconds;
+  }
+
+  void Merge(const Stats& other) {
+    other.requests.ForEach([this](uint32_t key, uint64_t n) { requests.Add(key, n); });
+    for (const auto& [index, h] : other.hists) Hist(index).Merge(h);
+    for (size_t i = 0; i < kConnOutcomes; i++) connections[i] += other.connections[i];
+    retransmits += other.retransmits;
+  }
+};
+
+struct Aggregator::Owner {
+  Key key;
+  Stats stats;
+  std::optional<std::chrono::steady_clock::time_point> gone_since;
+  std::shared_ptr<const Workload> exported;  // labels at the last Collect; null before
+};
+
+struct Aggregator::Retired {
+  Stats stats;
+  std::optional<std::chrono::steady_clock::time_point> orphan_since;  // no live owner shares the labels
+};
+
+size_t Aggregator::KeyHash::operator()(const Key& key) const {
+  uint64_t a = 0, b = 0;
+  std::memcpy(&a, key.comm.data(), 8);
+  std::memcpy(&b, key.comm.data() + 8, 8);
+  uint64_t h = key.cgroup_id * 0x9E3779B97F4A7C15ull;
+  h ^= (a + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2));
+  h ^= (b + 0x85EBCA77C2B2AE63ull + (h << 6) + (h >> 2));
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+namespace {
+
+Aggregator::Key MakeKey(uint64_t cgroup_id, std::string_view comm) {
+  Aggregator::Key key;
+  key.cgroup_id = cgroup_id;
+  const size_t nul = comm.find('\0');
+  const size_t n = std::min({comm.size(), nul, key.comm.size()});
+  std::memcpy(key.comm.data(), comm.data(), n);
+  return key;
+}
+
+std::string_view CommOf(const Aggregator::Key& key) {
+  size_t n = 0;
+  while (n < key.comm.size() && key.comm[n] != '\0') n++;
+  return {key.comm.data(), n};
+}
+
+}  // namespace
+
+Aggregator::Aggregator(Resolver resolver) : resolver_(std::move(resolver)) {}
+
+Aggregator::~Aggregator() = default;
+
+Aggregator::Owner* Aggregator::FindOrCreate(uint64_t cgroup_id, std::string_view comm) {
+  const Key key = MakeKey(cgroup_id, comm);
+  if (last_owner_ && last_owner_->key == key) return last_owner_;
+  auto it = owners_.find(key);
+  if (it == owners_.end()) {
+    if (owners_.size() >= kMaxOwners) return nullptr;
+    auto owner = std::make_unique<Owner>();
+    owner->key = key;
+    it = owners_.emplace(key, std::move(owner)).first;
+  }
+  last_owner_ = it->second.get();
+  return last_owner_;
+}
+
+void Aggregator::RecordCall(uint64_t cgroup_id, std::string_view comm, const CallSample& sample) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Owner* owner = FindOrCreate(cgroup_id, comm)) {
+    owner->stats.AddCall(sample);
+  } else {
+    dropped_records_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Aggregator::RecordConnection(uint64_t cgroup_id, std::string_view comm, ConnOutcome outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Owner* owner = FindOrCreate(cgroup_id, comm)) {
+    owner->stats.connections[Index(outcome, kConnOutcomes, ConnOutcome::kReset)]++;
+  } else {
+    dropped_records_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Aggregator::RecordRetransmit(uint64_t cgroup_id, std::string_view comm) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Owner* owner = FindOrCreate(cgroup_id, comm)) {
+    owner->stats.retransmits++;
+  } else {
+    dropped_records_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+size_t Aggregator::OwnerCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return owners_.size();
+}
+
+size_t Aggregator::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& alive,
+                              std::chrono::steady_clock::time_point now, std::chrono::seconds ttl) {
+  std::vector<uint64_t> cgroups;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cgroups.reserve(owners_.size());
+    for (const auto& [key, owner] : owners_) cgroups.push_back(key.cgroup_id);
+  }
+  std::sort(cgroups.begin(), cgroups.end());
+  cgroups.erase(std::unique(cgroups.begin(), cgroups.end()), cgroups.end());
+  std::vector<bool> is_alive(cgroups.size());
+  for (size_t i = 0; i < cgroups.size(); i++) is_alive[i] = alive(cgroups[i]);
+
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t dropped = 0;
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    Owner& owner = *it->second;
+    const auto pos = std::lower_bound(cgroups.begin(), cgroups.end(), owner.key.cgroup_id);
+    if (pos == cgroups.end() || *pos != owner.key.cgroup_id) {  // created after the check: next time
+      ++it;
+      continue;
+    }
+    if (is_alive[static_cast<size_t>(pos - cgroups.begin())]) {
+      owner.gone_since.reset();
+      ++it;
+      continue;
+    }
+    if (!owner.gone_since) owner.gone_since = now;
+    if (now - *owner.gone_since <= ttl) {
+      ++it;
+      continue;
+    }
+    if (owner.exported) {
+      std::unique_ptr<Retired>& retired = retired_[*owner.exported];
+      if (!retired) retired = std::make_unique<Retired>();
+      retired->stats.Merge(owner.stats);
+    }
+    if (last_owner_ == &owner) last_owner_ = nullptr;
+    it = owners_.erase(it);
+    dropped++;
+  }
+
+  // Retired counts live on while a live owner is exported under the same
+  // labels, and for ttl after the last one goes.
+  if (!retired_.empty()) {
+    std::set<Workload> live;
+    for (const auto& [key, owner] : owners_)
+      if (owner->exported) live.insert(*owner->exported);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      Retired& retired = *it->second;
+      if (live.count(it->first)) {
+        retired.orphan_since.reset();
+      } else if (!retired.orphan_since) {
+        retired.orphan_since = now;
+      } else if (now - *retired.orphan_since > ttl) {
+        it = retired_.erase(it);
+        continue;
+      }
+      ++it;
+    }
+  }
+  return dropped;
+}
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+void AddWorkloadLabels(ClientMetric& m, const Workload& w) {
+  m.label.push_back({"namespace", w.namespace_name});
+  m.label.push_back({"workload", w.workload});
+  m.label.push_back({"pod", w.pod});
+  m.label.push_back({"container", w.container});
+}
+
+std::string Str(std::string_view s) { return std::string(s); }
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> Aggregator::Collect() const {
+  struct Snapshot {
+    Key key;
+    Stats stats;
+    std::shared_ptr<const Workload> exported;
+  };
+  std::vector<Snapshot> owners;
+  std::vector<std::pair<Workload, Stats>> retired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    owners.reserve(owners_.size());
+    for (const auto& [key, owner] : owners_) owners.push_back({key, owner->stats, owner->exported});
+    retired.reserve(retired_.size());
+    for (const auto& [labels, r] : retired_) retired.emplace_back(labels, r->stats);
+  }
+
+  // Label and merge without the lock: the resolver may be slow.
+  std::map<Workload, Stats> merged;
+  std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
+  for (Snapshot& s : owners) {
+    Workload labels;
+    try {
+      if (resolver_) labels = resolver_(s.key.cgroup_id, CommOf(s.key));
+    } catch (const std::exception&) {
+      labels = Workload{};
+    }
+    if (labels.namespace_name.empty() && labels.workload.empty() && labels.pod.empty() && labels.container.empty())
+      labels.workload = Str(CommOf(s.key));  // never an all-empty label set
+    if (!s.exported || !(*s.exported == labels))
+      relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
+    merged[std::move(labels)].Merge(s.stats);
+  }
+  for (auto& [labels, stats] : retired) merged[labels].Merge(stats);
+
+  if (!relabelled.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, labels] : relabelled) {
+      auto it = owners_.find(key);
+      if (it != owners_.end()) it->second->exported = std::move(labels);
+    }
+  }
+
+  MetricFamily requests{"imds_requests_total",
+                        "Instance metadata requests by call, IMDS version, outcome, HTTP status code (empty when no "
+                        "response arrived) and client SDK.",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily durations{"imds_request_duration_seconds",
+                         "Time from a metadata request's first byte to its response's last byte, or to the client "
+                         "giving up.",
+                         MetricType::Histogram,
+                         {}};
+  MetricFamily connections{"imds_connections_total", "TCP connections to the metadata service by handshake outcome.",
+                           MetricType::Counter, {}};
+  MetricFamily retransmits{"imds_tcp_retransmits_total",
+                           "TCP segments retransmitted on connections to the metadata service.",
+                           MetricType::Counter,
+                           {}};
+
+  for (const auto& [labels, stats] : merged) {
+    for (const auto& [key, count] : stats.requests.Sorted()) {
+      ClientMetric m;
+      AddWorkloadLabels(m, labels);
+      const uint32_t status = Field(key, 0, kStatusBits);
+      m.label.push_back({"call", Str(ToString(static_cast<Call>(Field(key, kCallShift, kCallBits))))});
+      m.label.push_back({"version", Str(ToString(static_cast<Version>(Field(key, kVersionShift, kVersionBits))))});
+      m.label.push_back({"outcome", Str(ToString(static_cast<Outcome>(Field(key, kOutcomeShift, kOutcomeBits))))});
+      m.label.push_back({"code", status == 0 ? std::string() : std::to_string(status)});
+      m.label.push_back({"client", Str(ToString(static_cast<Client>(Field(key, kClientShift, kClientBits))))});
+      m.counter.value = static_cast<double>(count);
+      requests.metric.push_back(std::move(m));
+    }
+
+    std::vector<const std::pair<uint8_t, Histogram>*> hists;
+    for (const auto& h : stats.hists) hists.push_back(&h);
+    std::sort(hists.begin(), hists.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+    for (const auto* entry : hists) {
+      const Histogram& h = entry->second;
+      ClientMetric m;
+      AddWorkloadLabels(m, labels);
+      m.label.push_back({"call", Str(ToString(static_cast<Call>(entry->first / kOutcomes)))});
+      m.label.push_back({"outcome", Str(ToString(static_cast<Outcome>(entry->first % kOutcomes)))});
+      m.histogram.sample_count = h.count;
+      m.histogram.sample_sum = h.sum;
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < kBuckets; i++) {
+        cumulative += h.counts[i];
+        const double bound =
+            i < kDurationBuckets.size() ? kDurationBuckets[i] : std::numeric_limits<double>::infinity();
+        m.histogram.bucket.push_back({cumulative, bound});
+      }
+      durations.metric.push_back(std::move(m));
+    }
+
+    for (size_t i = 0; i < kConnOutcomes; i++) {
+      if (stats.connections[i] == 0) continue;
+      ClientMetric m;
+      AddWorkloadLabels(m, labels);
+      m.label.push_back({"outcome", Str(ToString(static_cast<ConnOutcome>(i)))});
+      m.counter.value = static_cast<double>(stats.connections[i]);
+      connections.metric.push_back(std::move(m));
+    }
+
+    // One series per label set, zero included, so the first retransmit is a visible increase.
+    ClientMetric m;
+    AddWorkloadLabels(m, labels);
+    m.counter.value = static_cast<double>(stats.retransmits);
+    retransmits.metric.push_back(std::move(m));
+  }
+
+  std::vector<MetricFamily> out;
+  out.push_back(std::move(requests));
+  out.push_back(std::move(durations));
+  out.push_back(std::move(connections));
+  out.push_back(std::move(retransmits));
+  return out;
+}
+
+}  // namespace imdswatch

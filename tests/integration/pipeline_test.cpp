@@ -1,0 +1,430 @@
+// Through the real kernel: pods in network namespaces and kubelet cgroups,
+// a routing node, a metadata stand-in, a Kubernetes API stand-in, real
+// clients (curl, Debian's botocore and Ruby SDK) and the agent under test,
+// asserted through its /metrics.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "integration/harness.h"
+
+namespace imdswatch::testing {
+namespace {
+
+constexpr char kNode[] = "node-a";
+constexpr char kCanary[] = "CANARY0ff1ce5ecret";
+
+std::string RandomHex(size_t n) {
+  static std::mt19937_64 rng(std::random_device{}());
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; i++) s += hex[rng() % 16];
+  return s;
+}
+
+std::string RandomUid() {
+  std::string h = RandomHex(32);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A pod known to the API stand-in, with one container's cgroup.
+struct Pod {
+  std::string name, ns, uid, container_id, container, workload;
+  std::unique_ptr<Cgroup> cgroup;
+  std::string netns;
+  std::map<std::string, std::string> Labels() const {
+    return {{"namespace", ns}, {"pod", name}, {"container", container}, {"workload", workload}};
+  }
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why = KernelTestsUnavailable();
+    if (!why.empty()) {
+      skip_reason_ = new std::string(why);
+      return;
+    }
+    prefix_ = new std::string(UniquePrefix());
+    work_ = new std::string("/tmp/imdswatch-it-" + *prefix_);
+    mkdir(work_->c_str(), 0755);
+    mkdir((*work_ + "/pods").c_str(), 0755);
+    topology_ = new Topology(*prefix_, 2);
+    host_imds_port_ = FreePort();
+    kube_port_ = FreePort();
+    kube_ = new Process({"/usr/bin/python3", SourceDir() + "/tests/fixtures/kube_api_standin.py", "--pods-dir",
+                         *work_ + "/pods", "--listen", "127.0.0.1:" + std::to_string(kube_port_), "--ready-file",
+                         *work_ + "/kube.ready"},
+                        {.stderr_file = *work_ + "/kube.log"});
+    WaitForFile(*work_ + "/kube.ready", std::chrono::seconds(10));
+    agent_ = new Agent({"--kube-api-server", "http://127.0.0.1:" + std::to_string(kube_port_), "--node-name", kNode,
+                        "--endpoint", "127.0.0.1:" + std::to_string(host_imds_port_)},
+                       *work_ + "/agent.log");
+  }
+
+  static void TearDownTestSuite() {
+    delete agent_;
+    delete imds_;
+    delete host_imds_;
+    delete kube_;
+    delete topology_;
+    agent_ = nullptr;
+    imds_ = host_imds_ = kube_ = nullptr;
+    topology_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (skip_reason_) {
+      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true")
+        FAIL() << "kernel test cannot run in CI: " << *skip_reason_;
+      GTEST_SKIP() << *skip_reason_;
+    }
+  }
+
+  // (Re)starts the metadata stand-in on 169.254.169.254:80 and [fd00:ec2::254]:80 in the imds netns.
+  void StartImds(std::vector<std::string> flags = {}) {
+    delete imds_;
+    imds_ = nullptr;
+    std::string ready = *work_ + "/imds.ready";
+    unlink(ready.c_str());
+    std::vector<std::string> argv = {"/usr/bin/python3",
+                                     SourceDir() + "/tests/fixtures/imds_standin.py",
+                                     "--listen",
+                                     "169.254.169.254:80",
+                                     "--listen",
+                                     "[fd00:ec2::254]:80",
+                                     "--listen",
+                                     "10.77.250.2:8080",
+                                     "--canary",
+                                     kCanary,
+                                     "--stats-file",
+                                     *work_ + "/imds.stats",
+                                     "--ready-file",
+                                     ready};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    imds_ = new Process(argv, {.netns = topology_->NetnsPath("imds"), .stderr_file = *work_ + "/imds.log"});
+    ASSERT_TRUE(WaitForFile(ready, std::chrono::seconds(10)));
+  }
+
+  void StopImds() {
+    delete imds_;
+    imds_ = nullptr;
+  }
+
+  // A pod on this node: API object (unless hidden) and its container's cgroup.
+  Pod MakePod(const std::string& workload, int pod_index, bool publish = true) {
+    Pod pod;
+    pod.workload = workload;
+    pod.ns = "team-" + *prefix_;
+    pod.name = workload + "-5d8f7c9b4-" + RandomHex(5);
+    pod.uid = RandomUid();
+    pod.container_id = RandomHex(64);
+    pod.container = "app";
+    pod.netns = topology_->NetnsPath("p" + std::to_string(pod_index));
+    pod.cgroup = std::make_unique<Cgroup>(KubeletCgroupPath(pod.uid, pod.container_id));
+    if (publish) Publish(pod);
+    return pod;
+  }
+
+  void Publish(const Pod& pod) {
+    std::string out;
+    int rc = RunCommand({"/usr/bin/python3", SourceDir() + "/tests/fixtures/make_pod.py", "--name", pod.name,
+                         "--namespace", pod.ns, "--uid", pod.uid, "--node", kNode, "--container",
+                         pod.container + "=containerd://" + pod.container_id, "--owner-kind", "ReplicaSet",
+                         "--owner-name", pod.workload + "-5d8f7c9b4", "--label", "pod-template-hash=5d8f7c9b4",
+                         "--out", *work_ + "/pods/" + pod.uid + ".json"},
+                        {}, std::chrono::seconds(10), &out);
+    ASSERT_EQ(rc, 0) << out;
+  }
+
+  // Waits until the agent's pod cache knows the pod (its API event arrived).
+  void WaitUntilKnown(const Pod& pod) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // stand-in rescans every 100 ms
+    (void)pod;
+  }
+
+  int RunIn(const Pod& pod, std::vector<std::string> argv, std::string* output = nullptr) {
+    return RunCommand(std::move(argv), {.netns = pod.netns, .cgroup = pod.cgroup->full()}, std::chrono::seconds(30),
+                      output);
+  }
+
+  static std::vector<std::string> Curl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  static std::map<std::string, std::string> With(std::map<std::string, std::string> base,
+                                                 const std::map<std::string, std::string>& more) {
+    for (const auto& [k, v] : more) base[k] = v;
+    return base;
+  }
+
+  // Scrapes until imds_requests_total for the pod reaches `total`.
+  std::vector<Sample> ScrapeRequests(const Pod& pod, double total) {
+    return agent_->ScrapeUntil(
+        [&](const std::vector<Sample>& s) { return SumOf(s, "imds_requests_total", pod.Labels()) >= total; });
+  }
+
+  static inline std::string* skip_reason_ = nullptr;
+  static inline std::string* prefix_ = nullptr;
+  static inline std::string* work_ = nullptr;
+  static inline Topology* topology_ = nullptr;
+  static inline Process* kube_ = nullptr;
+  static inline Process* imds_ = nullptr;
+  static inline Process* host_imds_ = nullptr;
+  static inline Agent* agent_ = nullptr;
+  static inline int host_imds_port_ = 0;
+  static inline int kube_port_ = 0;
+};
+
+TEST_F(PipelineTest, CurlImdsV2CallsAreCountedForThePod) {
+  StartImds();
+  Pod pod = MakePod("web", 1);
+  WaitUntilKnown(pod);
+  std::string token_out;
+  ASSERT_EQ(RunIn(pod, {"curl", "-sS", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 21600",
+                        "http://169.254.169.254/latest/api/token"},
+                  &token_out),
+            0);
+  std::string token = token_out.substr(0, token_out.find('\n'));
+  ASSERT_NE(token.find(kCanary), std::string::npos);
+  std::string out;
+  ASSERT_EQ(RunIn(pod,
+                  Curl({"-H", "X-aws-ec2-metadata-token: " + token,
+                        "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}),
+                  &out),
+            0);
+  ASSERT_EQ(RunIn(pod,
+                  Curl({"-H", "X-aws-ec2-metadata-token: " + token,
+                        "http://169.254.169.254/latest/meta-data/iam/security-credentials/imdswatch-test-role"}),
+                  &out),
+            0);
+  auto s = ScrapeRequests(pod, 3);
+  const auto base = With(pod.Labels(), {{"version", "v2"}, {"outcome", "ok"}, {"code", "200"}, {"client", "curl"}});
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "token"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials_list"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 3);
+  EXPECT_EQ(SumOf(s, "imds_request_duration_seconds_count", With(pod.Labels(), {{"call", "token"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 3);
+  // every request was timed: the sum is positive and below the test's own duration
+  double sum = SumOf(s, "imds_request_duration_seconds_sum", pod.Labels());
+  EXPECT_GT(sum, 0);
+  EXPECT_LT(sum, 5);
+}
+
+TEST_F(PipelineTest, ImdsV1CallsOfEachKind) {
+  StartImds();
+  Pod pod = MakePod("batch", 1);
+  WaitUntilKnown(pod);
+  for (const char* path : {"/latest/meta-data/instance-id", "/latest/dynamic/instance-identity/document",
+                           "/latest/user-data", "/latest/nothing-here"})
+    ASSERT_EQ(RunIn(pod, Curl({std::string("http://169.254.169.254") + path})), 0);
+  auto s = ScrapeRequests(pod, 4);
+  const auto v1 = With(pod.Labels(), {{"version", "v1"}, {"client", "curl"}});
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(v1, {{"call", "metadata"}, {"code", "200"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(v1, {{"call", "dynamic"}, {"code", "200"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(v1, {{"call", "user_data"}, {"code", "200"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(v1, {{"call", "other"}, {"code", "404"}, {"outcome", "error"}})),
+            1);
+}
+
+TEST_F(PipelineTest, BotocoreInstanceProfileProviderOnOneConnection) {
+  StartImds();
+  Pod pod = MakePod("boto", 2);
+  WaitUntilKnown(pod);
+  std::string out;
+  ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py"}, &out), 0)
+      << out;
+  auto s = ScrapeRequests(pod, 3);
+  const auto base = With(pod.Labels(), {{"version", "v2"}, {"outcome", "ok"}, {"client", "botocore"}});
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "token"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials_list"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 1);
+}
+
+TEST_F(PipelineTest, RubySdkInstanceProfileCredentials) {
+  StartImds();
+  Pod pod = MakePod("rails", 2);
+  WaitUntilKnown(pod);
+  std::string out;
+  ASSERT_EQ(RunIn(pod, {"ruby", SourceDir() + "/tests/fixtures/clients/ruby_creds.rb"}, &out), 0) << out;
+  auto s = ScrapeRequests(pod, 3);
+  const auto base = With(pod.Labels(), {{"version", "v2"}, {"outcome", "ok"}, {"client", "aws-sdk-ruby"}});
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "token"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials_list"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(base, {{"call", "credentials"}})), 1);
+}
+
+TEST_F(PipelineTest, UnansweredRequestIsOneTimeout) {
+  StartImds({"--noreply-paths", "/latest/api/token"});
+  Pod pod = MakePod("stuck", 1);
+  WaitUntilKnown(pod);
+  RunIn(pod, {"curl", "-sS", "--max-time", "1", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+              "http://169.254.169.254/latest/api/token"});
+  auto s = ScrapeRequests(pod, 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total",
+                  With(pod.Labels(), {{"call", "token"}, {"outcome", "timeout"}, {"code", ""}, {"version", "v2"}})),
+            1);
+  // the time lost is the client's 1 s wait
+  double lost = SumOf(s, "imds_request_duration_seconds_sum", With(pod.Labels(), {{"outcome", "timeout"}}));
+  EXPECT_GT(lost, 0.9);
+  EXPECT_LT(lost, 2.0);
+}
+
+TEST_F(PipelineTest, HopLimitOneMakesBotocoreFallBackToV1) {
+  StartImds({"--token-reply-ttl", "1"});
+  Pod pod = MakePod("hoplimit", 2);
+  WaitUntilKnown(pod);
+  std::string out;
+  ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py"}, &out), 0)
+      << out;
+  auto s = ScrapeRequests(pod, 3);
+  EXPECT_EQ(SumOf(s, "imds_requests_total",
+                  With(pod.Labels(), {{"call", "token"}, {"outcome", "timeout"}, {"version", "v2"}})),
+            1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total",
+                  With(pod.Labels(), {{"call", "credentials"}, {"outcome", "ok"}, {"version", "v1"}})),
+            1);
+  EXPECT_GE(SumOf(s, "imds_tcp_retransmits_total", pod.Labels()), 1);
+}
+
+TEST_F(PipelineTest, ResetBeforeTheAnswerIsAReset) {
+  StartImds({"--reset-paths", "/latest/meta-data/instance-id"});
+  Pod pod = MakePod("resetme", 1);
+  WaitUntilKnown(pod);
+  RunIn(pod, Curl({"--max-time", "3", "http://169.254.169.254/latest/meta-data/instance-id"}));
+  auto s = ScrapeRequests(pod, 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"call", "metadata"}, {"outcome", "reset"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "reset"}})), 1);
+}
+
+TEST_F(PipelineTest, ThrottledAnswersAreThrottled) {
+  StartImds({"--throttle-above", "2"});
+  Pod pod = MakePod("noisy", 1);
+  WaitUntilKnown(pod);
+  // one connection, five requests: the stand-in answers two and throttles three
+  std::vector<std::string> argv = {"curl", "-sS", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                                   "-o",   "/dev/null", "-o", "/dev/null"};
+  for (int i = 0; i < 5; i++) argv.push_back("http://169.254.169.254/latest/meta-data/instance-id");
+  RunIn(pod, argv);
+  auto s = ScrapeRequests(pod, 5);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"outcome", "ok"}})), 2);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"outcome", "throttled"}, {"code", "429"}})), 3);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 1);
+}
+
+TEST_F(PipelineTest, RefusedConnectionIsCounted) {
+  StopImds();
+  Pod pod = MakePod("refused", 1);
+  WaitUntilKnown(pod);
+  RunIn(pod, Curl({"--max-time", "2", "http://169.254.169.254/latest/meta-data/"}));
+  auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
+    return SumOf(x, "imds_connections_total", pod.Labels()) >= 1;
+  });
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "refused"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 0);
+}
+
+TEST_F(PipelineTest, Ipv6EndpointIsWatched) {
+  StartImds();
+  Pod pod = MakePod("six", 1);
+  WaitUntilKnown(pod);
+  ASSERT_EQ(RunIn(pod, Curl({"-g", "http://[fd00:ec2::254]/latest/meta-data/instance-id"})), 0);
+  auto s = ScrapeRequests(pod, 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"call", "metadata"}, {"code", "200"}})), 1);
+}
+
+TEST_F(PipelineTest, OtherTrafficCreatesNoSeries) {
+  StartImds();
+  Pod pod = MakePod("quiet", 1);
+  WaitUntilKnown(pod);
+  auto before = agent_->Scrape();
+  double events_before = SumOf(before, "imdswatch_events_total");
+  // same server, same process, an unwatched port: invisible to imdswatch
+  ASSERT_EQ(RunIn(pod, Curl({"http://10.77.250.2:8080/latest/meta-data/instance-id"})), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto after = agent_->Scrape();
+  EXPECT_EQ(CountOf(after, "imds_requests_total", {{"pod", pod.name}}), 0u);
+  EXPECT_EQ(CountOf(after, "imds_connections_total", {{"pod", pod.name}}), 0u);
+  EXPECT_EQ(SumOf(after, "imdswatch_events_total"), events_before);
+}
+
+TEST_F(PipelineTest, HostProcessIsNamedBySystemdUnit) {
+  std::string ready = *work_ + "/host-imds.ready";
+  delete host_imds_;
+  host_imds_ = new Process({"/usr/bin/python3", SourceDir() + "/tests/fixtures/imds_standin.py", "--listen",
+                            "127.0.0.1:" + std::to_string(host_imds_port_), "--ready-file", ready},
+                           {.stderr_file = *work_ + "/host-imds.log"});
+  ASSERT_TRUE(WaitForFile(ready, std::chrono::seconds(10)));
+  std::string unit = "imdswatch-e2e-" + *prefix_ + ".service";
+  Cgroup cg("/system.slice/" + unit);
+  ASSERT_EQ(RunCommand(Curl({"http://127.0.0.1:" + std::to_string(host_imds_port_) + "/latest/meta-data/instance-id"}),
+                       {.cgroup = cg.full()}),
+            0);
+  const std::map<std::string, std::string> host = {
+      {"namespace", ""}, {"pod", ""}, {"container", ""}, {"workload", unit}};
+  auto s = agent_->ScrapeUntil(
+      [&](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total", host) >= 1; });
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(host, {{"call", "metadata"}, {"client", "curl"}})), 1);
+}
+
+TEST_F(PipelineTest, PodThatAppearsLaterGetsItsNames) {
+  StartImds();
+  Pod pod = MakePod("late", 1, /*publish=*/false);
+  ASSERT_EQ(RunIn(pod, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  // before the API knows the pod: named by its UID
+  auto s = agent_->ScrapeUntil(
+      [&](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total", {{"pod", pod.uid}}) >= 1; });
+  EXPECT_EQ(SumOf(s, "imds_requests_total", {{"pod", pod.uid}, {"namespace", ""}}), 1);
+  Publish(pod);
+  s = ScrapeRequests(pod, 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 1);
+  EXPECT_EQ(CountOf(s, "imds_requests_total", {{"pod", pod.uid}}), 0u);
+}
+
+TEST_F(PipelineTest, SecretsNeverReachMetricsOrLogs) {
+  StartImds();
+  Pod pod = MakePod("canary", 2);
+  WaitUntilKnown(pod);
+  std::string out;
+  ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py"}, &out), 0);
+  ScrapeRequests(pod, 3);
+  std::string metrics;
+  ASSERT_EQ(HttpGet(agent_->Url("/metrics"), &metrics), 200);
+  EXPECT_EQ(metrics.find(kCanary), std::string::npos);
+  EXPECT_EQ(ReadFile(agent_->log_file()).find(kCanary), std::string::npos);
+  EXPECT_NE(ReadFile(*work_ + "/imds.log").size(), 0u);
+}
+
+TEST_F(PipelineTest, SelfHealthIsExported) {
+  auto s = agent_->Scrape();
+  EXPECT_EQ(SumOf(s, "imdswatch_build_info"), 1);
+  EXPECT_EQ(SumOf(s, "imdswatch_kube_api_up"), 1);
+  EXPECT_GT(SumOf(s, "imdswatch_kube_api_last_sync_timestamp_seconds"), 1.7e9);
+  EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total"), 0);
+  EXPECT_EQ(CountOf(s, "imdswatch_events_lost_total", {{"reason", "ringbuf_full"}}), 1u);
+  EXPECT_EQ(CountOf(s, "imdswatch_map_capacity", {{"map", "connections"}}), 1u);
+  std::string body;
+  EXPECT_EQ(HttpGet(agent_->Url("/healthz"), &body), 200);
+  EXPECT_NE(body.find("5 programs attached"), std::string::npos) << body;
+}
+
+}  // namespace
+}  // namespace imdswatch::testing

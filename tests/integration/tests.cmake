@@ -1,0 +1,5 @@
+# Kernel tests: need root, BPF and the built agent; with CI=true a skip is a failure.
+imdswatch_test(pipeline_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/pipeline_test.cpp ${CMAKE_CURRENT_LIST_DIR}/harness.cpp
+  LABELS kernel SHARED_SETUP)
+add_dependencies(pipeline_test imdswatch)
