@@ -302,7 +302,26 @@ TEST_F(PipelineTest, HopLimitOneMakesBotocoreFallBackToV1) {
   EXPECT_EQ(SumOf(s, "imds_requests_total",
                   With(pod.Labels(), {{"call", "credentials"}, {"outcome", "ok"}, {"version", "v1"}})),
             1);
+  // the SDK's 1 s wait for the lost token reply
+  EXPECT_GT(SumOf(s, "imds_request_duration_seconds_sum", With(pod.Labels(), {{"call", "token"}})), 0.9);
+}
+
+TEST_F(PipelineTest, UnansweredSynsAreAConnectTimeoutWithRetransmits) {
+  StartImds();
+  Pod pod = MakePod("blackholed", 1);
+  WaitUntilKnown(pod);
+  // the metadata host cannot answer pod 1: its SYN-ACKs go nowhere
+  std::string imds_ns = topology_->prefix() + "-imds";
+  ASSERT_EQ(RunCommand({"ip", "-n", imds_ns, "route", "add", "blackhole", "10.77.1.2/32"}), 0);
+  RunIn(pod, Curl({"--connect-timeout", "2", "http://169.254.169.254/latest/meta-data/"}));
+  RunCommand({"ip", "-n", imds_ns, "route", "del", "blackhole", "10.77.1.2/32"});
+  auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
+    return SumOf(x, "imds_connections_total", pod.Labels()) >= 1;
+  });
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "timeout"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 0);
   EXPECT_GE(SumOf(s, "imds_tcp_retransmits_total", pod.Labels()), 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 0);
 }
 
 TEST_F(PipelineTest, ResetBeforeTheAnswerIsAReset) {
