@@ -3,3 +3,6 @@
 imdswatch_test(http_parse_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/http_parse_test.cpp ${CMAKE_CURRENT_LIST_DIR}/http_parse_harness.cpp
   LABELS unit)
+imdswatch_test(call_tracker_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/call_tracker_test.cpp LABELS unit)
+imdswatch_test(event_decoder_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/event_decoder_test.cpp LABELS unit)
+imdswatch_test(config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp LABELS unit)

@@ -1,0 +1,200 @@
+// Joining kernel events into calls: matching by connection and sequence,
+// outcomes from statuses and closes, and bad records.
+#include "imdswatch/call_tracker.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+namespace imdswatch {
+namespace {
+
+struct RecordingSink : CallSink {
+  std::vector<CallRecord> calls;
+  std::vector<ConnOutcome> connections;
+  int retransmits = 0;
+  void OnCall(const CallRecord& call) override { calls.push_back(call); }
+  void OnConnection(uint64_t, const Comm&, ConnOutcome outcome) override { connections.push_back(outcome); }
+  void OnRetransmit(uint64_t, const Comm&) override { retransmits++; }
+};
+
+imds_event_hdr Hdr(uint8_t type, uint64_t sock, uint64_t ts) {
+  imds_event_hdr h{};
+  h.type = type;
+  h.sock_id = sock;
+  h.cgroup_id = 77;
+  h.tgid = 1234;
+  h.ts_ns = ts;
+  return h;
+}
+
+imds_connect_event Connect(uint64_t sock) {
+  imds_connect_event e{};
+  e.hdr = Hdr(IMDS_EV_CONNECT, sock, 1);
+  std::strcpy(e.comm, "python3");
+  return e;
+}
+
+imds_request_event Request(uint64_t sock, uint32_t seq, uint8_t method, const char* path, uint8_t flags,
+                           const char* ua, uint64_t start) {
+  imds_request_event e{};
+  e.hdr = Hdr(IMDS_EV_REQUEST, sock, start);
+  e.seq = seq;
+  e.method = method;
+  e.flags = flags | (ua ? IMDS_REQ_HAS_UA : 0);
+  e.start_ns = start;
+  e.path_len = static_cast<uint8_t>(std::strlen(path));
+  std::memcpy(e.path, path, e.path_len);
+  if (ua) {
+    e.ua_len = static_cast<uint8_t>(std::strlen(ua));
+    std::memcpy(e.ua, ua, e.ua_len);
+  }
+  return e;
+}
+
+imds_response_event Response(uint64_t sock, uint32_t seq, uint16_t status, uint64_t first, uint64_t end) {
+  imds_response_event e{};
+  e.hdr = Hdr(IMDS_EV_RESPONSE, sock, end);
+  e.seq = seq;
+  e.status = status;
+  e.first_byte_ns = first;
+  e.end_ns = end;
+  return e;
+}
+
+imds_close_event Close(uint64_t sock, uint8_t old_state, uint8_t flags, uint64_t ts) {
+  imds_close_event e{};
+  e.hdr = Hdr(IMDS_EV_CLOSE, sock, ts);
+  e.old_state = old_state;
+  e.flags = flags;
+  return e;
+}
+
+constexpr uint8_t kEstablished = 1, kSynSent = 2;
+constexpr char kBoto[] = "Botocore/1.29.27 Python/3.11.2";
+
+TEST(CallTracker, JoinsKeepAliveRequestsWithTheirResponses) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  tracker.Handle(EstablishedEvent{Hdr(IMDS_EV_ESTABLISHED, 1, 2)});
+  tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, kBoto, 1000000));
+  tracker.Handle(Response(1, 0, 200, 1500000, 2000000));
+  tracker.Handle(Request(1, 1, IMDS_METHOD_GET, "/latest/meta-data/iam/security-credentials/r",
+                         IMDS_REQ_HAS_TOKEN, kBoto, 3000000));
+  tracker.Handle(Response(1, 1, 200, 3500000, 4000000));
+  ASSERT_EQ(sink.calls.size(), 2u);
+  EXPECT_EQ(sink.calls[0].sample.call, Call::kToken);
+  EXPECT_EQ(sink.calls[0].sample.version, Version::kV2);
+  EXPECT_EQ(sink.calls[0].sample.client, Client::kBotocore);
+  EXPECT_DOUBLE_EQ(sink.calls[0].sample.duration_seconds, 0.001);
+  EXPECT_DOUBLE_EQ(sink.calls[0].sample.ttfb_seconds, 0.0005);
+  EXPECT_EQ(sink.calls[1].sample.call, Call::kCredentials);
+  EXPECT_EQ(sink.calls[1].role, "r");
+  EXPECT_EQ(sink.calls[1].tgid, 1234u);
+  EXPECT_EQ(CommView(sink.calls[1].comm), "python3");
+  ASSERT_EQ(sink.connections.size(), 1u);
+  EXPECT_EQ(sink.connections[0], ConnOutcome::kEstablished);
+}
+
+TEST(CallTracker, StatusesMapToOutcomes) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  const uint16_t statuses[] = {200, 301, 404, 429, 503, 500};
+  for (uint32_t i = 0; i < 6; i++) tracker.Handle(Request(1, i, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
+  for (uint32_t i = 0; i < 6; i++) tracker.Handle(Response(1, i, statuses[i], 20, 30));
+  ASSERT_EQ(sink.calls.size(), 6u);
+  const Outcome want[] = {Outcome::kOk,        Outcome::kOk,        Outcome::kError,
+                          Outcome::kThrottled, Outcome::kThrottled, Outcome::kError};
+  for (int i = 0; i < 6; i++) {
+    EXPECT_EQ(sink.calls[i].sample.outcome, want[i]) << statuses[i];
+    EXPECT_EQ(sink.calls[i].sample.status, statuses[i]);
+    EXPECT_EQ(sink.calls[i].sample.client, Client::kUnknown);
+  }
+}
+
+TEST(CallTracker, ClientLeavingWithARequestPendingIsATimeout) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, nullptr, 1000000000));
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED, 2000000000));
+  ASSERT_EQ(sink.calls.size(), 1u);
+  EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kTimeout);
+  EXPECT_EQ(sink.calls[0].sample.status, 0);
+  EXPECT_DOUBLE_EQ(sink.calls[0].sample.duration_seconds, 1.0);
+  // the connection is forgotten: a late response is not a call
+  tracker.Handle(Response(1, 0, 200, 3, 4));
+  EXPECT_EQ(sink.calls.size(), 1u);
+  EXPECT_EQ(tracker.stats().orphan_events, 1u);
+}
+
+TEST(CallTracker, PeerCuttingTheConnectionIsAReset) {
+  for (uint8_t flags : {uint8_t(IMDS_CLOSE_RST_RECEIVED), uint8_t(IMDS_CLOSE_PEER_FIN)}) {
+    RecordingSink sink;
+    CallTracker tracker(&sink);
+    tracker.Handle(Connect(1));
+    tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
+    tracker.Handle(Close(1, kEstablished, flags | IMDS_CLOSE_ESTABLISHED, 20));
+    ASSERT_EQ(sink.calls.size(), 1u);
+    EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kReset);
+    bool rst = flags & IMDS_CLOSE_RST_RECEIVED;
+    EXPECT_EQ(sink.connections.size(), rst ? 1u : 0u);
+  }
+}
+
+TEST(CallTracker, FailedHandshakeIsRefusedOrTimeout) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  tracker.Handle(Close(1, kSynSent, IMDS_CLOSE_RST_RECEIVED, 5));
+  tracker.Handle(Connect(2));
+  tracker.Handle(RetransmitEvent{Hdr(IMDS_EV_RETRANS, 2, 6)});
+  tracker.Handle(Close(2, kSynSent, 0, 7));
+  ASSERT_EQ(sink.connections.size(), 2u);
+  EXPECT_EQ(sink.connections[0], ConnOutcome::kRefused);
+  EXPECT_EQ(sink.connections[1], ConnOutcome::kTimeout);
+  EXPECT_EQ(sink.retransmits, 1);
+  EXPECT_TRUE(sink.calls.empty());
+}
+
+TEST(CallTracker, LostResponseIsSkippedNotMismatched) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/a", 0, nullptr, 10));
+  tracker.Handle(Request(1, 1, IMDS_METHOD_GET, "/latest/meta-data/b", 0, nullptr, 20));
+  tracker.Handle(Response(1, 1, 200, 30, 40));  // response 0 was lost
+  ASSERT_EQ(sink.calls.size(), 1u);
+  EXPECT_EQ(sink.calls[0].path, "/latest/meta-data/b");
+  tracker.Handle(Response(1, 7, 200, 50, 60));  // nothing asked
+  EXPECT_EQ(tracker.stats().unmatched_responses, 1u);
+}
+
+TEST(CallTracker, ParseErrorsAreCountedByReasonAndDirection) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  imds_parse_error_event e{};
+  e.hdr = Hdr(IMDS_EV_PARSE_ERROR, 1, 1);
+  e.reason = IMDS_PERR_BAD_STATUS_LINE;
+  e.direction = 1;
+  tracker.Handle(e);
+  e.reason = 200;  // out of range: ignored, not a crash
+  tracker.Handle(e);
+  EXPECT_EQ(tracker.stats().parse_errors[IMDS_PERR_BAD_STATUS_LINE][1], 1u);
+}
+
+TEST(CallTracker, TableIsBoundedAndIdleConnectionsAreEvicted) {
+  RecordingSink sink;
+  CallTracker tracker(&sink, 4);
+  for (uint64_t s = 1; s <= 6; s++) tracker.Handle(Connect(s));
+  EXPECT_EQ(tracker.stats().open_connections, 4u);
+  EXPECT_EQ(tracker.stats().evicted_connections, 2u);
+  tracker.EvictIdle(1000000, 10);
+  EXPECT_EQ(tracker.stats().open_connections, 0u);
+}
+
+}  // namespace
+}  // namespace imdswatch
