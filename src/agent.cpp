@@ -45,13 +45,12 @@ class AggregatingSink : public CallSink {
 std::vector<LabelledValue> One(double value) { return {{{}, value}}; }
 
 // The agent's own health metrics, read from their owners at scrape time.
-std::shared_ptr<SelfHealth> BuildSelfHealth(Pipeline* p, Aggregator* aggregator) {
+void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator) {
   using K = SelfHealth::Kind;
-  auto health = std::make_shared<SelfHealth>();
   health->Add("imdswatch_build_info", "imdswatch build; value is 1", K::kGauge, [] {
     return std::vector<LabelledValue>{{{{"version", IMDSWATCH_VERSION}}, 1}};
   });
-  health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter, [p] {
+  health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter, [p, aggregator] {
     static const char* kKernel[IMDS_DROP__COUNT] = {"ringbuf_full", "sock_storage", "scratch", "load_bytes",
                                                       "tail_call"};
     std::vector<LabelledValue> out;
@@ -64,6 +63,7 @@ std::shared_ptr<SelfHealth> BuildSelfHealth(Pipeline* p, Aggregator* aggregator)
     out.push_back({{{"reason", "orphan_event"}}, static_cast<double>(t.orphan_events)});
     out.push_back({{{"reason", "unmatched_response"}}, static_cast<double>(t.unmatched_responses)});
     out.push_back({{{"reason", "connection_evicted"}}, static_cast<double>(t.evicted_connections)});
+    out.push_back({{{"reason", "series_owners_full"}}, static_cast<double>(aggregator->DroppedRecords())});
     return out;
   });
   health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
@@ -96,6 +96,7 @@ std::shared_ptr<SelfHealth> BuildSelfHealth(Pipeline* p, Aggregator* aggregator)
   health->Add("imdswatch_map_capacity", "Capacity of the agent's bounded tables", K::kGauge, [p] {
     return std::vector<LabelledValue>{
         {{{"map", "connections"}}, static_cast<double>(p->tracker().max_connections())},
+        {{{"map", "series_owners"}}, static_cast<double>(Aggregator::kMaxOwners)},
     };
   });
   health->Add("imdswatch_attribution_failures_total", "Calls whose caller could not be fully named, by reason",
@@ -117,53 +118,57 @@ std::shared_ptr<SelfHealth> BuildSelfHealth(Pipeline* p, Aggregator* aggregator)
       return out;
     });
   }
-  return health;
 }
 
 }  // namespace
 
 int RunAgent(const AgentConfig& config) {
-  Pipeline* pipeline = nullptr;
-  auto aggregator = std::make_shared<Aggregator>(
-      [&pipeline](uint64_t cgroup_id, std::string_view comm) { return pipeline->Resolve(cgroup_id, comm); });
-  AggregatingSink sink(aggregator.get());
-  std::string error;
-  auto owned = Pipeline::Start(config, &sink, &error);
-  if (!owned) {
-    spdlog::error("{}", error);
-    return 1;
-  }
-  pipeline = owned.get();
-  auto self_health = BuildSelfHealth(pipeline, aggregator.get());
-
+  // The endpoint comes up first: a port in use fails fast, before any program is loaded.
+  std::atomic<Pipeline*> pipeline{nullptr};
   std::atomic<uint64_t> last_tick_ns{MonotonicNowNs()};
+  auto aggregator = std::make_shared<Aggregator>(
+      [&pipeline](uint64_t cgroup_id, std::string_view comm) { return pipeline.load()->Resolve(cgroup_id, comm); });
+  auto self_health = std::make_shared<SelfHealth>();
   HttpRoutes routes;
   routes.collectables = {aggregator, self_health};
   routes.healthz = [&]() -> HealthStatus {
+    Pipeline* p = pipeline.load();
+    if (!p) return {false, "loading BPF programs"};
     uint64_t age = MonotonicNowNs() - last_tick_ns.load();
     if (age > 4 * std::chrono::nanoseconds(kTick).count()) return {false, "event loop stalled"};
-    return {true, "ok: " + std::to_string(pipeline->probes().attached().size()) + " programs attached"};
+    return {true, "ok: " + std::to_string(p->probes().attached().size()) + " programs attached"};
   };
   routes.readyz = [&]() -> HealthStatus {
-    if (KubePodWatcher* kube = pipeline->kube(); kube && !kube->Synced())
+    Pipeline* p = pipeline.load();
+    if (!p) return {false, "loading BPF programs"};
+    if (KubePodWatcher* kube = p->kube(); kube && !kube->Synced())
       return {false, "waiting for the first pod list from the Kubernetes API"};
     return {true, "ready"};
   };
+  std::string error;
   auto server = HttpServer::Start(config.listen_address, std::move(routes), &error);
   if (!server) {
     spdlog::error("{}", error);
     return 1;
   }
+  AggregatingSink sink(aggregator.get());
+  auto owned = Pipeline::Start(config, &sink, &error);
+  if (!owned) {
+    spdlog::error("{}", error);
+    return 1;
+  }
+  RegisterSelfHealth(self_health.get(), owned.get(), aggregator.get());
+  pipeline = owned.get();
   spdlog::info("serving /metrics, /healthz and /readyz on {} (port {})", config.listen_address, server->port());
 
   int ticks = 0;
   EventLoop loop(
-      pipeline->probes().ringbuf_fd(), [&](const void* data, size_t size) { pipeline->OnRecord(data, size); },
+      owned->probes().ringbuf_fd(), [&](const void* data, size_t size) { owned->OnRecord(data, size); },
       [&] {
         last_tick_ns = MonotonicNowNs();
-        pipeline->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs);
+        owned->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs);
         if (++ticks % 6 == 0) {
-          size_t dropped = aggregator->ExpireGone([&](uint64_t id) { return pipeline->CgroupAlive(id); },
+          size_t dropped = aggregator->ExpireGone([&](uint64_t id) { return owned->CgroupAlive(id); },
                                                   std::chrono::steady_clock::now(), config.series_ttl);
           if (dropped) spdlog::debug("expired {} series owners", dropped);
         }
@@ -171,8 +176,11 @@ int RunAgent(const AgentConfig& config) {
       kTick);
   bool clean = loop.Run(&error);
   if (!clean) spdlog::error("{}", error);
-  spdlog::info("shutting down: detaching programs");
+  // Detach first: that is what must happen within a second of SIGTERM.
+  owned->probes().Detach();
+  spdlog::info("programs detached; shutting down");
   server.reset();
+  pipeline = nullptr;
   owned.reset();
   return clean ? 0 : 1;
 }

@@ -44,6 +44,10 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
                "(KUBERNETES_SERVICE_HOST unset); use --no-kube to run without it";
       return nullptr;
     }
+    if (std::string why = kube.Validate(); !why.empty()) {
+      *error = "Kubernetes API configuration: " + why;
+      return nullptr;
+    }
     p->pods_ = std::make_unique<PodStore>();
     p->kube_ = std::make_unique<KubePodWatcher>(kube, p->pods_.get());
   }
@@ -57,7 +61,10 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;
   for (const auto& name : p->probes_->attached()) spdlog::info("attached {} at {}", name, p->cgroup_root_);
-  if (p->kube_) p->kube_->Start();
+  if (p->kube_ && !p->kube_->Start()) {
+    *error = "the Kubernetes API client did not start (see the log above)";
+    return nullptr;
+  }
   return p;
 }
 

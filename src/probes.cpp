@@ -123,8 +123,14 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   return probes;
 }
 
-Probes::~Probes() {
+void Probes::Detach() {
   for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  links_.clear();
+  attached_.clear();
+}
+
+Probes::~Probes() {
+  Detach();
   if (skel_) imdswatch_bpf::destroy(skel_);
   if (cgroup_fd_ >= 0) close(cgroup_fd_);
 }

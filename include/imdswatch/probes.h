@@ -32,6 +32,8 @@ class Probes {
   Probes(const Probes&) = delete;
   Probes& operator=(const Probes&) = delete;
 
+  // Detaches every program now (maps stay readable); the destructor does the rest.
+  void Detach();
   int ringbuf_fd() const;
   // Kernel-side losses by enum imds_drop_reason, summed over CPUs.
   std::array<uint64_t, IMDS_DROP__COUNT> DropCounts() const;

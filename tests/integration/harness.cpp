@@ -193,10 +193,11 @@ int RunCommand(std::vector<std::string> argv, SpawnOptions options, std::chrono:
     if (rc < 0) p.Terminate();
   }
   if (output) {
-    std::ifstream in(tmpl), err(options.stderr_file);
-    std::stringstream ss;
-    ss << in.rdbuf() << err.rdbuf();
-    *output = ss.str();
+    auto slurp = [](const std::string& path) {
+      std::ifstream in(path);
+      return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    };
+    *output = slurp(tmpl) + slurp(options.stderr_file);
   }
   unlink(tmpl);
   unlink((std::string(tmpl) + ".err").c_str());

@@ -3,3 +3,7 @@ imdswatch_test(pipeline_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/pipeline_test.cpp ${CMAKE_CURRENT_LIST_DIR}/harness.cpp
   LABELS kernel SHARED_SETUP)
 add_dependencies(pipeline_test imdswatch)
+imdswatch_test(lifecycle_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/lifecycle_test.cpp ${CMAKE_CURRENT_LIST_DIR}/harness.cpp
+  LABELS kernel SHARED_SETUP)
+add_dependencies(lifecycle_test imdswatch)

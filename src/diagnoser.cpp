@@ -1,0 +1,999 @@
+#include "imdswatch/diagnoser.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+namespace imdswatch {
+
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using WallTime = std::chrono::system_clock::time_point;
+
+constexpr size_t kCalls = static_cast<size_t>(Call::kOther) + 1;
+constexpr size_t kClients = static_cast<size_t>(Client::kUnknown) + 1;
+constexpr size_t kIntervalBuckets = kFetchIntervalBuckets.size() + 1;  // the last one is +Inf
+
+template <typename E>
+size_t Index(E value, size_t count, E fallback) {
+  const auto i = static_cast<size_t>(value);
+  return i < count ? i : static_cast<size_t>(fallback);
+}
+
+void SaturatingIncrement(uint16_t& v) {
+  if (v != std::numeric_limits<uint16_t>::max()) v++;
+}
+
+double Seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// ---- Expiration parsing ----------------------------------------------------
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+unsigned DaysInMonth(int y, unsigned m) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+  return kDays[m - 1];
+}
+
+class Cursor {
+ public:
+  explicit Cursor(std::string_view s) : s_(s) {}
+  bool Digits(size_t n, int* out) {
+    if (s_.size() - i_ < n) return false;
+    int v = 0;
+    for (size_t k = 0; k < n; k++) {
+      const char c = s_[i_ + k];
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+    }
+    i_ += n;
+    *out = v;
+    return true;
+  }
+  bool Take(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      i_++;
+      return true;
+    }
+    return false;
+  }
+  bool TakeAny(std::string_view set, char* which = nullptr) {
+    if (i_ < s_.size() && set.find(s_[i_]) != std::string_view::npos) {
+      if (which) *which = s_[i_];
+      i_++;
+      return true;
+    }
+    return false;
+  }
+  bool AtDigit() const { return i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9'; }
+  bool Done() const { return i_ == s_.size(); }
+
+ private:
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+// ---- Tallies -----------------------------------------------------------------
+
+// The sums over a window (or over several owners' windows). Field names match
+// Diagnoser::Bucket so one Add serves both.
+struct Tally {
+  uint64_t calls = 0;
+  uint64_t token_no_response = 0;
+  uint64_t v1 = 0;
+  uint64_t v1_answered = 0;
+  uint64_t cred_fetches = 0;
+  uint64_t remaining_count = 0;
+  uint64_t throttled = 0;
+  uint64_t timeouts = 0;
+  uint64_t resets = 0;
+  uint64_t conn_refused = 0;
+  uint64_t conn_timeout = 0;
+  double token_wait_seconds = 0;
+  double remaining_sum = 0;
+  double remaining_min = std::numeric_limits<double>::infinity();
+  double busy_seconds = 0;
+  std::array<double, kCalls> busy_by_call{};
+  std::array<uint64_t, kClients> v1_by_client{};
+  std::array<uint64_t, kClients> calls_by_client{};
+
+  template <typename B>
+  void Add(const B& b) {
+    calls += b.calls;
+    token_no_response += b.token_no_response;
+    v1 += b.v1;
+    v1_answered += b.v1_answered;
+    cred_fetches += b.cred_fetches;
+    remaining_count += b.remaining_count;
+    throttled += b.throttled;
+    timeouts += b.timeouts;
+    resets += b.resets;
+    conn_refused += b.conn_refused;
+    conn_timeout += b.conn_timeout;
+    token_wait_seconds += b.token_wait_seconds;
+    remaining_sum += b.remaining_sum;
+    remaining_min = std::min(remaining_min, static_cast<double>(b.remaining_min));
+    busy_seconds += b.busy_seconds;
+    for (size_t i = 0; i < kCalls; i++) busy_by_call[i] += b.busy_by_call[i];
+    for (size_t i = 0; i < kClients; i++) {
+      v1_by_client[i] += b.v1_by_client[i];
+      calls_by_client[i] += b.calls_by_client[i];
+    }
+  }
+
+  bool Empty() const { return calls == 0 && conn_refused == 0 && conn_timeout == 0; }
+};
+
+}  // namespace
+
+// ---- Owner state ---------------------------------------------------------------
+
+struct Diagnoser::Bucket {
+  int64_t index = -1;  // absolute bucket number since the epoch; -1 unused
+  uint32_t calls = 0;
+  uint32_t token_no_response = 0;  // token PUTs that timed out without a response byte
+  uint32_t v1 = 0;                 // IMDSv1 requests (token PUTs excluded)
+  uint32_t v1_answered = 0;        // ... that got a response
+  uint32_t cred_fetches = 0;       // credentials GETs answered 2xx/3xx
+  uint32_t remaining_count = 0;    // ... whose Expiration parsed
+  uint32_t throttled = 0;          // answered 429/503
+  uint32_t timeouts = 0;           // no answer, the client gave up
+  uint32_t resets = 0;             // no answer, the peer cut the connection
+  uint32_t conn_refused = 0;
+  uint32_t conn_timeout = 0;
+  float token_wait_seconds = 0;
+  float remaining_sum = 0;
+  float remaining_min = std::numeric_limits<float>::infinity();
+  float busy_seconds = 0;
+  std::array<float, kCalls> busy_by_call{};
+  std::array<uint16_t, kClients> v1_by_client{};  // saturating
+  std::array<uint16_t, kClients> calls_by_client{};
+};
+
+struct Diagnoser::Window {
+  std::array<Bucket, kWindowBuckets> buckets;
+};
+
+struct Diagnoser::IntervalHistogram {
+  std::array<uint64_t, kIntervalBuckets> counts{};  // per bucket, not cumulative
+  uint64_t count = 0;
+  double sum = 0;
+
+  void Observe(double seconds) {
+    size_t i = 0;
+    while (i < kFetchIntervalBuckets.size() && seconds > kFetchIntervalBuckets[i]) i++;
+    counts[i]++;
+    count++;
+    sum += seconds;
+  }
+  void Merge(const IntervalHistogram& other) {
+    for (size_t i = 0; i < kIntervalBuckets; i++) counts[i] += other.counts[i];
+    count += other.count;
+    sum += other.sum;
+  }
+};
+
+namespace {
+
+struct RoleExpiry {
+  std::string role;
+  WallTime expiry;
+  SteadyTime served;
+};
+
+}  // namespace
+
+struct Diagnoser::Owner {
+  Key key;
+  std::unique_ptr<Window> window;  // null while quiet for a whole window
+  int64_t last_index = -1;          // newest bucket written
+  std::optional<SteadyTime> last_fetch;
+  Client last_fetch_client = Client::kUnknown;
+  std::vector<RoleExpiry> roles;  // at most kMaxRolesPerOwner
+  IntervalHistogram intervals;
+  std::optional<SteadyTime> gone_since;
+  std::shared_ptr<const Workload> exported;  // labels at the last Collect; null before
+};
+
+struct Diagnoser::Retired {
+  IntervalHistogram intervals;
+  std::optional<SteadyTime> orphan_since;  // no live owner shares the labels
+};
+
+size_t Diagnoser::KeyHash::operator()(const Key& key) const {
+  uint64_t a = 0, b = 0;
+  std::memcpy(&a, key.comm.data(), 8);
+  std::memcpy(&b, key.comm.data() + 8, 8);
+  uint64_t h = key.cgroup_id * 0x9E3779B97F4A7C15ull;
+  h ^= (a + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2));
+  h ^= (b + 0x85EBCA77C2B2AE63ull + (h << 6) + (h >> 2));
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+// ---- Free functions ----------------------------------------------------------------
+
+std::optional<std::chrono::system_clock::time_point> ParseExpiration(std::string_view text) {
+  if (text.size() > 64) return std::nullopt;
+  Cursor c(text);
+  int year, month, day, hour, minute, second;
+  if (!c.Digits(4, &year) || !c.Take('-') || !c.Digits(2, &month) || !c.Take('-') || !c.Digits(2, &day) ||
+      !c.TakeAny("Tt ") || !c.Digits(2, &hour) || !c.Take(':') || !c.Digits(2, &minute) || !c.Take(':') ||
+      !c.Digits(2, &second))
+    return std::nullopt;
+  int64_t nanos = 0;
+  if (c.Take('.') || c.Take(',')) {
+    if (!c.AtDigit()) return std::nullopt;
+    int64_t scale = 100000000;
+    int digit = 0;
+    while (c.Digits(1, &digit)) {
+      nanos += digit * scale;
+      scale /= 10;  // digits past the ninth add 0
+    }
+  }
+  int offset_seconds = 0;
+  char sign = 0;
+  if (c.TakeAny("Zz")) {
+  } else if (c.TakeAny("+-", &sign)) {
+    int oh, om;
+    if (!c.Digits(2, &oh)) return std::nullopt;
+    c.Take(':');
+    if (!c.Digits(2, &om) || oh > 23 || om > 59) return std::nullopt;
+    offset_seconds = (sign == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+  } else {
+    return std::nullopt;  // a time without a zone is ambiguous
+  }
+  if (!c.Done()) return std::nullopt;
+  if (month < 1 || month > 12 || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month) || hour > 23 ||
+      minute > 59 || second > 60)
+    return std::nullopt;
+  const int64_t secs = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86400 +
+                       hour * 3600 + minute * 60 + second - offset_seconds;
+  const auto since_epoch = std::chrono::seconds(secs) + std::chrono::nanoseconds(nanos);
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(since_epoch));
+}
+
+std::string FindingsJson(const std::vector<Finding>& findings) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const Finding& f : findings) {
+    nlohmann::ordered_json numbers = nlohmann::ordered_json::object();
+    for (const auto& [name, value] : f.numbers)
+      if (std::isfinite(value)) numbers[name] = value;
+    out.push_back({{"namespace", f.who.namespace_name},
+                   {"workload", f.who.workload},
+                   {"pod", f.who.pod},
+                   {"container", f.who.container},
+                   {"kind", f.kind},
+                   {"client", f.client},
+                   {"numbers", std::move(numbers)},
+                   {"evidence", f.evidence},
+                   {"cause", f.cause},
+                   {"fix", f.fix}});
+  }
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+DiagnoserClock DiagnoserClock::System() {
+  return {[] { return std::chrono::steady_clock::now(); }, [] { return std::chrono::system_clock::now(); }};
+}
+
+// ---- Recording -------------------------------------------------------------------
+
+namespace {
+
+Diagnoser::Key MakeKey(uint64_t cgroup_id, std::string_view comm) {
+  Diagnoser::Key key;
+  key.cgroup_id = cgroup_id;
+  const size_t nul = comm.find('\0');
+  const size_t n = std::min({comm.size(), nul, key.comm.size()});
+  std::memcpy(key.comm.data(), comm.data(), n);
+  return key;
+}
+
+std::string_view CommOf(const Diagnoser::Key& key) {
+  size_t n = 0;
+  while (n < key.comm.size() && key.comm[n] != '\0') n++;
+  return {key.comm.data(), n};
+}
+
+std::chrono::steady_clock::duration BucketWidth(std::chrono::seconds window) {
+  const auto w = std::max(window, std::chrono::seconds(1));
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(w) / Diagnoser::kWindowBuckets;
+}
+
+DiagnosisThresholds Normalized(DiagnosisThresholds t) {
+  t.window = std::max(t.window, std::chrono::seconds(1));
+  return t;
+}
+
+}  // namespace
+
+Diagnoser::Diagnoser(Resolver resolver, DiagnosisThresholds thresholds, Clock clock)
+    : resolver_(std::move(resolver)),
+      thresholds_(Normalized(thresholds)),
+      clock_(clock.steady && clock.wall ? std::move(clock) : Clock::System()),
+      epoch_(clock_.steady()),
+      bucket_width_(BucketWidth(thresholds_.window)) {}
+
+Diagnoser::~Diagnoser() = default;
+
+int64_t Diagnoser::BucketIndex(SteadyTime t) const {
+  if (t <= epoch_) return 0;
+  return static_cast<int64_t>((t - epoch_) / bucket_width_);
+}
+
+Diagnoser::Owner* Diagnoser::FindOrCreate(uint64_t cgroup_id, std::string_view comm) {
+  const Key key = MakeKey(cgroup_id, comm);
+  if (last_owner_ && last_owner_->key == key) return last_owner_;
+  auto it = owners_.find(key);
+  if (it == owners_.end()) {
+    if (owners_.size() >= kMaxOwners) return nullptr;
+    auto owner = std::make_unique<Owner>();
+    owner->key = key;
+    it = owners_.emplace(key, std::move(owner)).first;
+  }
+  last_owner_ = it->second.get();
+  return last_owner_;
+}
+
+Diagnoser::Bucket& Diagnoser::CurrentBucket(Owner& owner, int64_t index) {
+  index = std::max(index, owner.last_index);  // a clock that steps back keeps writing the newest bucket
+  if (!owner.window) owner.window = std::make_unique<Window>();
+  Bucket& b = owner.window->buckets[static_cast<size_t>(index) % kWindowBuckets];
+  if (b.index != index) {
+    b = Bucket{};
+    b.index = index;
+  }
+  owner.last_index = index;
+  return b;
+}
+
+void Diagnoser::OnCall(uint64_t cgroup_id, std::string_view comm, const CallRecord& call) {
+  const CallSample& s = call.sample;
+  const SteadyTime now = clock_.steady();
+  const bool fetch = s.call == Call::kCredentials && s.outcome == Outcome::kOk;
+
+  // Expiry maths before taking the lock: only the parsed time is kept.
+  std::optional<WallTime> expiry;
+  double remaining = 0;
+  if (fetch && !call.expiry.empty()) {
+    expiry = ParseExpiration(call.expiry);
+    if (expiry) {
+      remaining = Seconds(*expiry - clock_.wall());
+    } else {
+      malformed_expirations_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  const double duration = std::isfinite(s.duration_seconds) && s.duration_seconds > 0 ? s.duration_seconds : 0.0;
+  const size_t client = Index(s.client, kClients, Client::kUnknown);
+
+  std::lock_guard<std::mutex> lock(mu_);
+  Owner* owner = FindOrCreate(cgroup_id, comm);
+  if (!owner) {
+    dropped_records_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Bucket& b = CurrentBucket(*owner, BucketIndex(now));
+  b.calls++;
+  SaturatingIncrement(b.calls_by_client[client]);
+  b.busy_seconds += static_cast<float>(duration);
+  b.busy_by_call[Index(s.call, kCalls, Call::kOther)] += static_cast<float>(duration);
+  switch (s.outcome) {
+    case Outcome::kThrottled: b.throttled++; break;
+    case Outcome::kTimeout: b.timeouts++; break;
+    case Outcome::kReset: b.resets++; break;
+    case Outcome::kOk:
+    case Outcome::kError: break;
+  }
+  if (s.call == Call::kToken && s.outcome == Outcome::kTimeout && s.status == 0 && !(s.ttfb_seconds > 0)) {
+    b.token_no_response++;
+    b.token_wait_seconds += static_cast<float>(duration);
+  }
+  if (s.version == Version::kV1 && s.call != Call::kToken) {
+    b.v1++;
+    SaturatingIncrement(b.v1_by_client[client]);
+    if (s.status != 0) b.v1_answered++;
+  }
+  if (!fetch) return;
+
+  b.cred_fetches++;
+  if (owner->last_fetch) owner->intervals.Observe(std::max(0.0, Seconds(now - *owner->last_fetch)));
+  owner->last_fetch = now;
+  owner->last_fetch_client = s.client;
+  if (!expiry) return;
+  b.remaining_count++;
+  b.remaining_sum += static_cast<float>(remaining);
+  b.remaining_min = std::min(b.remaining_min, static_cast<float>(remaining));
+
+  const std::string_view role = std::string_view(call.role).substr(0, kMaxRoleLength);
+  auto& roles = owner->roles;
+  auto it = std::find_if(roles.begin(), roles.end(), [&](const RoleExpiry& r) { return r.role == role; });
+  if (it == roles.end()) {
+    if (roles.size() < kMaxRolesPerOwner) {
+      roles.push_back({std::string(role), *expiry, now});
+      return;
+    }
+    it = std::min_element(roles.begin(), roles.end(),
+                          [](const RoleExpiry& a, const RoleExpiry& b) { return a.served < b.served; });
+    it->role.assign(role);
+  }
+  it->expiry = *expiry;
+  it->served = now;
+}
+
+void Diagnoser::OnConnection(uint64_t cgroup_id, std::string_view comm, ConnOutcome outcome) {
+  if (outcome != ConnOutcome::kRefused && outcome != ConnOutcome::kTimeout) return;
+  const SteadyTime now = clock_.steady();
+  std::lock_guard<std::mutex> lock(mu_);
+  Owner* owner = FindOrCreate(cgroup_id, comm);
+  if (!owner) {
+    dropped_records_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Bucket& b = CurrentBucket(*owner, BucketIndex(now));
+  if (outcome == ConnOutcome::kRefused) {
+    b.conn_refused++;
+  } else {
+    b.conn_timeout++;
+  }
+}
+
+size_t Diagnoser::OwnerCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return owners_.size();
+}
+
+// ---- Labelling ---------------------------------------------------------------------
+
+namespace {
+
+Workload Label(const Diagnoser::Resolver& resolver, const Diagnoser::Key& key) {
+  Workload labels;
+  try {
+    if (resolver) labels = resolver(key.cgroup_id, CommOf(key));
+  } catch (const std::exception&) {
+    labels = Workload{};
+  }
+  if (labels.namespace_name.empty() && labels.workload.empty() && labels.pod.empty() && labels.container.empty())
+    labels.workload = std::string(CommOf(key));  // never an all-empty label set
+  return labels;
+}
+
+// ---- Judging ---------------------------------------------------------------------
+
+// "250 ms", "2.5 s", "15 min", "6 h".
+std::string HumanDuration(double seconds) {
+  if (!std::isfinite(seconds)) return "unknown";
+  const char* sign = seconds < 0 ? "-" : "";
+  const double s = std::fabs(seconds);
+  if (s < 1) return fmt::format("{}{:.0f} ms", sign, s * 1000);
+  if (s < 120) return fmt::format("{}{:g} s", sign, std::round(s * 10) / 10);
+  if (s < 7200) return fmt::format("{}{:g} min", sign, std::round(s / 6) / 10);
+  return fmt::format("{}{:g} h", sign, std::round(s / 360) / 10);
+}
+
+std::string Percent(double share) {
+  return share < 0.1 ? fmt::format("{:.1f} %", share * 100) : fmt::format("{:.0f} %", share * 100);
+}
+
+std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+std::string Join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (const std::string& p : parts) {
+    if (!out.empty()) out += separator;
+    out += p;
+  }
+  return out;
+}
+
+std::string WhoName(const Workload& w) {
+  if (w.pod.empty()) return w.workload;
+  std::string out = w.namespace_name.empty() ? w.pod : w.namespace_name + "/" + w.pod;
+  if (!w.container.empty()) out += " (" + w.container + ")";
+  return out;
+}
+
+// The client with the most of `counts`, or kUnknown when none.
+std::optional<Client> TopClient(const std::array<uint64_t, kClients>& counts) {
+  size_t best = kClients;
+  for (size_t i = 0; i < kClients; i++)
+    if (counts[i] > 0 && (best == kClients || counts[i] > counts[best])) best = i;
+  if (best == kClients) return std::nullopt;
+  return static_cast<Client>(best);
+}
+
+// "botocore 40, curl 2", most first.
+std::string ClientCounts(const std::array<uint64_t, kClients>& counts) {
+  std::vector<std::pair<uint64_t, size_t>> seen;
+  for (size_t i = 0; i < kClients; i++)
+    if (counts[i] > 0) seen.emplace_back(counts[i], i);
+  std::sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::string out;
+  for (const auto& [n, i] : seen) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} {}", ToString(static_cast<Client>(i)), n);
+  }
+  return out;
+}
+
+std::string ClientName(std::optional<Client> c) { return c ? std::string(ToString(*c)) : std::string(); }
+
+struct WorkloadTally {
+  Tally tally;
+  std::optional<SteadyTime> last_fetch;
+  Client fetch_client = Client::kUnknown;
+};
+
+int KindOrder(std::string_view kind) {
+  static constexpr std::string_view kOrder[] = {diagnosis::kHopLimit, diagnosis::kRefreshStorm,
+                                                diagnosis::kThrottled, diagnosis::kImdsV1, diagnosis::kSlow};
+  for (int i = 0; i < 5; i++)
+    if (kOrder[i] == kind) return i;
+  return 5;
+}
+
+class Judge {
+ public:
+  Judge(const DiagnosisThresholds& t, std::string top_callers)
+      : t_(t), window_(static_cast<double>(t.window.count())), top_callers_(std::move(top_callers)) {}
+
+  void Run(const Workload& who, const WorkloadTally& w, std::vector<Finding>* out) const {
+    const Tally& x = w.tally;
+    const bool hop = HopLimit(who, x, out);
+    RefreshStorm(who, w, out);
+    Throttled(who, x, hop, out);
+    ImdsV1(who, x, hop, out);
+    Slow(who, x, out);
+  }
+
+ private:
+  std::string WindowText() const { return HumanDuration(window_); }
+
+  Finding Make(const Workload& who, std::string_view kind, std::string client) const {
+    Finding f;
+    f.who = who;
+    f.kind = std::string(kind);
+    f.client = std::move(client);
+    f.numbers["window_seconds"] = window_;
+    return f;
+  }
+
+  bool HopLimit(const Workload& who, const Tally& x, std::vector<Finding>* out) const {
+    if (x.token_no_response < std::max<uint32_t>(1, t_.hop_limit_min_token_timeouts) ||
+        x.v1_answered < std::max<uint32_t>(1, t_.hop_limit_min_v1_answered))
+      return false;
+    const auto client = TopClient(x.v1_by_client);
+    Finding f = Make(who, diagnosis::kHopLimit, ClientName(client));
+    const double wait = x.token_wait_seconds / static_cast<double>(x.token_no_response);
+    f.numbers["token_timeouts"] = static_cast<double>(x.token_no_response);
+    f.numbers["token_wait_seconds"] = wait;
+    f.numbers["v1_requests"] = static_cast<double>(x.v1);
+    f.numbers["v1_answered"] = static_cast<double>(x.v1_answered);
+    f.evidence = fmt::format(
+        "{} in the last {} got no response at all (the client waited {} on average, then gave up), while {} from "
+        "the same workload were answered{}.",
+        Plural(x.token_no_response, "IMDSv2 token PUT", "IMDSv2 token PUTs"), WindowText(), HumanDuration(wait),
+        Plural(x.v1_answered, "IMDSv1 request", "IMDSv1 requests"),
+        client ? fmt::format(" (client: {})", ToString(*client)) : std::string());
+    f.cause =
+        "The metadata service sends the token reply with the instance's PUT response hop limit as its IP TTL; "
+        "with a limit of 1 the reply dies one hop short of a container behind the node's network namespace, so "
+        "the SDK waits out its timeout on every token fetch and then falls back to IMDSv1, which still answers.";
+    f.fix =
+        "Set the instance's http-put-response-hop-limit to 2 (3 with some overlay CNIs): `aws ec2 "
+        "modify-instance-metadata-options --instance-id <id> --http-put-response-hop-limit 2`, and set it in the "
+        "node group's launch template so new nodes get it too.";
+    out->push_back(std::move(f));
+    return true;
+  }
+
+  void RefreshStorm(const Workload& who, const WorkloadTally& w, std::vector<Finding>* out) const {
+    const Tally& x = w.tally;
+    if (x.cred_fetches < std::max<uint32_t>(1, t_.refresh_storm_min_fetches) || x.remaining_count == 0) return;
+    const double interval = window_ / static_cast<double>(x.cred_fetches);
+    const double remaining = x.remaining_sum / static_cast<double>(x.remaining_count);
+    if (!(remaining > 0) || !(interval < t_.refresh_storm_max_interval_share * remaining)) return;
+    const std::string client = x.cred_fetches > 0 && w.last_fetch ? std::string(ToString(w.fetch_client)) : "";
+    Finding f = Make(who, diagnosis::kRefreshStorm, client);
+    f.numbers["fetches"] = static_cast<double>(x.cred_fetches);
+    f.numbers["fetch_interval_seconds"] = interval;
+    f.numbers["remaining_lifetime_seconds"] = remaining;
+    f.numbers["min_remaining_lifetime_seconds"] = x.remaining_min;
+    f.evidence = fmt::format(
+        "{} in the last {} (one every {}{}), while the credentials served still had {} of their lifetime left on "
+        "average (least {}); a fetch every {} is under {} of that lifetime.",
+        Plural(x.cred_fetches, "credentials fetch", "credentials fetches"), WindowText(), HumanDuration(interval),
+        client.empty() ? std::string() : ", client " + client, HumanDuration(remaining),
+        HumanDuration(x.remaining_min), HumanDuration(interval), Percent(t_.refresh_storm_max_interval_share));
+    f.cause = fmt::format(
+        "The workload refetches credentials long before they expire. The two known causes: the credential "
+        "proxy's session is too short (node proxies such as kiam and kube2iam serve credentials with about 15 min "
+        "left, real IMDS about 6 h), or the SDK's refresh window: Java v1 and botocore refresh anything expiring "
+        "within 15 min (JS v3 and Ruby within 5 min), so credentials served with less than that left are "
+        "refetched on every request.{}",
+        remaining <= 20 * 60 ? fmt::format(" Credentials with {} left are inside that window.", HumanDuration(remaining))
+                             : std::string());
+    f.fix =
+        "Serve credentials with a lifetime well above the SDK's refresh window (raise the proxy's session "
+        "duration to 60 min or more, or move to IRSA or EKS Pod Identity), or use an SDK version that extends "
+        "IMDS expiry locally; and keep one credentials provider per process rather than one per request.";
+    out->push_back(std::move(f));
+  }
+
+  void Throttled(const Workload& who, const Tally& x, bool hop, std::vector<Finding>* out) const {
+    const uint64_t timeouts = hop ? x.timeouts - std::min(x.timeouts, x.token_no_response) : x.timeouts;
+    const uint64_t failures = x.throttled + timeouts + x.resets + x.conn_refused + x.conn_timeout;
+    if (failures < std::max<uint32_t>(1, t_.throttled_min_failures)) return;
+    Finding f = Make(who, diagnosis::kThrottled, ClientName(TopClient(x.calls_by_client)));
+    f.numbers["failures"] = static_cast<double>(failures);
+    f.numbers["throttled_responses"] = static_cast<double>(x.throttled);
+    f.numbers["timeouts"] = static_cast<double>(timeouts);
+    f.numbers["resets"] = static_cast<double>(x.resets);
+    f.numbers["connect_refused"] = static_cast<double>(x.conn_refused);
+    f.numbers["connect_timeouts"] = static_cast<double>(x.conn_timeout);
+    f.numbers["calls"] = static_cast<double>(x.calls);
+    std::vector<std::string> parts;
+    if (x.throttled) parts.push_back(fmt::format("{} answered 429/503", x.throttled));
+    if (timeouts) parts.push_back(fmt::format("{} timed out without an answer", timeouts));
+    if (x.resets) parts.push_back(fmt::format("{} cut off by the peer before an answer", x.resets));
+    if (x.conn_refused) parts.push_back(Plural(x.conn_refused, "connection refused", "connections refused"));
+    if (x.conn_timeout)
+      parts.push_back(Plural(x.conn_timeout, "connection attempt timed out", "connection attempts timed out"));
+    f.evidence = fmt::format("{} with the metadata service in the last {} ({} calls made{}): {}.",
+                             Plural(failures, "failure", "failures"), WindowText(), x.calls,
+                             f.client.empty() ? std::string() : ", client " + f.client, Join(parts, ", "));
+    f.cause =
+        "The metadata service is throttling this node's callers or cannot be reached: IMDS limits the request "
+        "rate per instance (EC2 drops packets above it, which shows as timeouts; Azure IMDS and the EKS Pod "
+        "Identity Agent answer 429), and every SDK retry adds to the load.";
+    f.fix = fmt::format(
+        "Cache credentials and metadata instead of refetching them, back off with jitter on 429/503 and "
+        "timeouts, and cut the calls of the node's top callers: {}.",
+        top_callers_);
+    out->push_back(std::move(f));
+  }
+
+  void ImdsV1(const Workload& who, const Tally& x, bool hop, std::vector<Finding>* out) const {
+    if (x.v1 < std::max<uint32_t>(1, t_.imdsv1_min_requests)) return;
+    const auto client = TopClient(x.v1_by_client);
+    Finding f = Make(who, diagnosis::kImdsV1, ClientName(client));
+    f.numbers["v1_requests"] = static_cast<double>(x.v1);
+    const std::string name = client ? std::string(ToString(*client)) : "the client";
+    f.evidence = fmt::format("{} (no session token) in the last {}, by client: {}.",
+                             Plural(x.v1, "IMDSv1 request", "IMDSv1 requests"), WindowText(),
+                             ClientCounts(x.v1_by_client));
+    f.cause = hop ? fmt::format(
+                        "{} falls back to IMDSv1 because its IMDSv2 token PUTs get no reply (see the hop_limit "
+                        "finding for this workload); CloudWatch counts these calls as MetadataNoToken.",
+                        name)
+                  : fmt::format(
+                        "{} is still using IMDSv1: it is too old for IMDSv2 sessions, is configured for IMDSv1, or "
+                        "falls back to it after a token failure; CloudWatch counts these calls as MetadataNoToken.",
+                        name);
+    f.fix = fmt::format(
+        "{}Make {} use IMDSv2 (AWS SDKs released since late 2019 do so by default; for curl and scripts, PUT "
+        "/latest/api/token first and send the X-aws-ec2-metadata-token header). These IMDSv1 calls must be gone "
+        "before the instance is set to require IMDSv2 (http-tokens required), or they will fail.",
+        hop ? "Fix the hop limit first (see hop_limit). " : "", name);
+    out->push_back(std::move(f));
+  }
+
+  void Slow(const Workload& who, const Tally& x, std::vector<Finding>* out) const {
+    const double share = x.busy_seconds / window_;
+    if (!(share >= t_.slow_min_share) || x.calls == 0) return;
+    size_t top = 0;
+    for (size_t i = 1; i < kCalls; i++)
+      if (x.busy_by_call[i] > x.busy_by_call[top]) top = i;
+    Finding f = Make(who, diagnosis::kSlow, ClientName(TopClient(x.calls_by_client)));
+    f.numbers["share"] = share;
+    f.numbers["busy_seconds"] = x.busy_seconds;
+    f.numbers["calls"] = static_cast<double>(x.calls);
+    f.evidence = fmt::format(
+        "{} of wall time in the last {} was spent waiting on metadata calls: {} over {} calls, {} of it in {} "
+        "calls.",
+        Percent(share), WindowText(), HumanDuration(x.busy_seconds), x.calls,
+        Percent(x.busy_seconds > 0 ? x.busy_by_call[top] / x.busy_seconds : 0), ToString(static_cast<Call>(top)));
+    f.cause =
+        "Metadata calls block the threads that make them: calls made on every request, or slow and failing "
+        "ones (timeouts, retries, a lost token reply), add up to time the workload spends waiting.";
+    f.fix =
+        "Cache credentials and metadata in the process and refresh them in the background; fix any hop_limit, "
+        "throttled or refresh_storm finding for this workload first, as each makes calls slower or more "
+        "frequent.";
+    out->push_back(std::move(f));
+  }
+
+  const DiagnosisThresholds& t_;
+  const double window_;
+  const std::string top_callers_;
+};
+
+bool SameProblem(const Finding& a, const Finding& b) { return a.kind == b.kind && a.who == b.who; }
+
+}  // namespace
+
+// ---- Evaluate --------------------------------------------------------------------
+
+std::vector<Finding> Diagnoser::Evaluate() {
+  std::lock_guard<std::mutex> evaluating(evaluate_mu_);
+  const int64_t now_index = BucketIndex(clock_.steady());
+  const int64_t oldest = now_index - static_cast<int64_t>(kWindowBuckets) + 1;
+
+  struct Snapshot {
+    Key key;
+    WorkloadTally w;
+  };
+  std::vector<Snapshot> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, owner] : owners_) {
+      if (!owner->window) continue;
+      if (owner->last_index < oldest) {  // quiet for a whole window: release its ring
+        owner->window.reset();
+        continue;
+      }
+      Snapshot s{key, {}};
+      for (const Bucket& b : owner->window->buckets)
+        if (b.index >= oldest && b.index <= now_index) s.w.tally.Add(b);
+      if (s.w.tally.Empty()) continue;
+      s.w.last_fetch = owner->last_fetch;
+      s.w.fetch_client = owner->last_fetch_client;
+      snapshots.push_back(std::move(s));
+    }
+  }
+
+  // Label and merge without the lock: the resolver may be slow.
+  std::map<Workload, WorkloadTally> merged;
+  for (const Snapshot& s : snapshots) {
+    WorkloadTally& w = merged[Label(resolver_, s.key)];
+    w.tally.Add(s.w.tally);
+    if (s.w.last_fetch && (!w.last_fetch || *s.w.last_fetch > *w.last_fetch)) {
+      w.last_fetch = s.w.last_fetch;
+      w.fetch_client = s.w.fetch_client;
+    }
+  }
+
+  // The node's busiest callers, for the throttled fix.
+  std::vector<std::pair<uint64_t, const Workload*>> busiest;
+  for (const auto& [who, w] : merged)
+    if (w.tally.calls > 0) busiest.emplace_back(w.tally.calls, &who);
+  std::sort(busiest.begin(), busiest.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+  });
+  std::string top_callers;
+  for (size_t i = 0; i < busiest.size() && i < thresholds_.throttled_top_callers; i++) {
+    if (!top_callers.empty()) top_callers += ", ";
+    top_callers += fmt::format("{} ({} calls)", WhoName(*busiest[i].second), busiest[i].first);
+  }
+  if (top_callers.empty()) top_callers = "none made calls in the window";
+
+  std::vector<Finding> findings;
+  const Judge judge(thresholds_, std::move(top_callers));
+  for (const auto& [who, w] : merged) judge.Run(who, w, &findings);
+  std::stable_sort(findings.begin(), findings.end(), [](const Finding& a, const Finding& b) {
+    if (!(a.who == b.who)) return a.who < b.who;
+    return KindOrder(a.kind) < KindOrder(b.kind);
+  });
+
+  std::vector<Finding> fresh;
+  std::lock_guard<std::mutex> lock(findings_mu_);
+  for (const Finding& f : findings) {
+    const bool was_current = std::any_of(current_.begin(), current_.end(),
+                                         [&](const Finding& old) { return SameProblem(old, f); });
+    if (!was_current) fresh.push_back(f);
+  }
+  current_ = std::move(findings);
+  return fresh;
+}
+
+std::vector<Finding> Diagnoser::Current() const {
+  std::lock_guard<std::mutex> lock(findings_mu_);
+  return current_;
+}
+
+std::string Diagnoser::CurrentJson() const { return FindingsJson(Current()); }
+
+// ---- Expiry ------------------------------------------------------------------------
+
+size_t Diagnoser::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& alive, SteadyTime now,
+                             std::chrono::seconds ttl) {
+  std::vector<uint64_t> cgroups;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cgroups.reserve(owners_.size());
+    for (const auto& [key, owner] : owners_) cgroups.push_back(key.cgroup_id);
+  }
+  std::sort(cgroups.begin(), cgroups.end());
+  cgroups.erase(std::unique(cgroups.begin(), cgroups.end()), cgroups.end());
+  std::vector<bool> is_alive(cgroups.size());
+  for (size_t i = 0; i < cgroups.size(); i++) is_alive[i] = alive(cgroups[i]);
+
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t dropped = 0;
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    Owner& owner = *it->second;
+    const auto pos = std::lower_bound(cgroups.begin(), cgroups.end(), owner.key.cgroup_id);
+    if (pos == cgroups.end() || *pos != owner.key.cgroup_id) {  // created after the check: next time
+      ++it;
+      continue;
+    }
+    if (is_alive[static_cast<size_t>(pos - cgroups.begin())]) {
+      owner.gone_since.reset();
+      ++it;
+      continue;
+    }
+    if (!owner.gone_since) owner.gone_since = now;
+    if (now - *owner.gone_since <= ttl) {
+      ++it;
+      continue;
+    }
+    if (owner.exported && owner.intervals.count > 0) {
+      std::unique_ptr<Retired>& retired = retired_[*owner.exported];
+      if (!retired) retired = std::make_unique<Retired>();
+      retired->intervals.Merge(owner.intervals);
+    }
+    if (last_owner_ == &owner) last_owner_ = nullptr;
+    it = owners_.erase(it);
+    dropped++;
+  }
+
+  if (!retired_.empty()) {
+    std::set<Workload> live;
+    for (const auto& [key, owner] : owners_)
+      if (owner->exported) live.insert(*owner->exported);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      Retired& retired = *it->second;
+      if (live.count(it->first)) {
+        retired.orphan_since.reset();
+      } else if (!retired.orphan_since) {
+        retired.orphan_since = now;
+      } else if (now - *retired.orphan_since > ttl) {
+        it = retired_.erase(it);
+        continue;
+      }
+      ++it;
+    }
+  }
+  return dropped;
+}
+
+// ---- Collect -----------------------------------------------------------------------
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+void AddWorkloadLabels(ClientMetric& m, const Workload& w) {
+  m.label.push_back({"namespace", w.namespace_name});
+  m.label.push_back({"workload", w.workload});
+  m.label.push_back({"pod", w.pod});
+  m.label.push_back({"container", w.container});
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> Diagnoser::Collect() const {
+  struct Snapshot {
+    Key key;
+    std::vector<RoleExpiry> roles;
+    IntervalHistogram intervals;
+    std::shared_ptr<const Workload> exported;
+  };
+  std::vector<Snapshot> owners;
+  std::vector<std::pair<Workload, IntervalHistogram>> retired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    owners.reserve(owners_.size());
+    for (const auto& [key, owner] : owners_)
+      if (!owner->roles.empty() || owner->intervals.count > 0)
+        owners.push_back({key, owner->roles, owner->intervals, owner->exported});
+    retired.reserve(retired_.size());
+    for (const auto& [labels, r] : retired_) retired.emplace_back(labels, r->intervals);
+  }
+  const std::vector<Finding> findings = Current();
+  const WallTime wall_now = clock_.wall();
+
+  struct Merged {
+    IntervalHistogram intervals;
+    std::map<std::string, RoleExpiry> roles;  // by role: the credentials served last
+  };
+  std::map<Workload, Merged> merged;
+  std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
+  for (Snapshot& s : owners) {
+    Workload labels = Label(resolver_, s.key);
+    if (!s.exported || !(*s.exported == labels))
+      relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
+    Merged& m = merged[std::move(labels)];
+    m.intervals.Merge(s.intervals);
+    for (RoleExpiry& r : s.roles) {
+      auto [it, inserted] = m.roles.try_emplace(r.role, r);
+      if (!inserted && r.served > it->second.served) it->second = r;
+    }
+  }
+  for (auto& [labels, h] : retired) merged[labels].intervals.Merge(h);
+
+  if (!relabelled.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, labels] : relabelled) {
+      auto it = owners_.find(key);
+      if (it != owners_.end()) it->second->exported = std::move(labels);
+    }
+  }
+
+  MetricFamily remaining{"imds_credentials_remaining_seconds",
+                         "Lifetime left on the credentials last served to the workload for the role: their "
+                         "Expiration minus now (negative once expired).",
+                         MetricType::Gauge,
+                         {}};
+  MetricFamily intervals{"imds_credential_fetch_interval_seconds",
+                         "Time between successive successful credential fetches of a process.",
+                         MetricType::Histogram,
+                         {}};
+  MetricFamily diagnoses{"imds_diagnosis",
+                         "1 while a metadata problem is diagnosed for the workload (kind: hop_limit, "
+                         "refresh_storm, throttled, imdsv1, slow); the series disappears when it clears.",
+                         MetricType::Gauge,
+                         {}};
+
+  for (const auto& [labels, m] : merged) {
+    for (const auto& [role, r] : m.roles) {
+      ClientMetric metric;
+      AddWorkloadLabels(metric, labels);
+      metric.label.push_back({"role", role});
+      metric.gauge.value = Seconds(r.expiry - wall_now);
+      remaining.metric.push_back(std::move(metric));
+    }
+    if (m.intervals.count == 0) continue;
+    ClientMetric metric;
+    AddWorkloadLabels(metric, labels);
+    metric.histogram.sample_count = m.intervals.count;
+    metric.histogram.sample_sum = m.intervals.sum;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < kIntervalBuckets; i++) {
+      cumulative += m.intervals.counts[i];
+      const double bound =
+          i < kFetchIntervalBuckets.size() ? kFetchIntervalBuckets[i] : std::numeric_limits<double>::infinity();
+      metric.histogram.bucket.push_back({cumulative, bound});
+    }
+    intervals.metric.push_back(std::move(metric));
+  }
+
+  for (const Finding& f : findings) {
+    ClientMetric metric;
+    AddWorkloadLabels(metric, f.who);
+    metric.label.push_back({"kind", f.kind});
+    metric.gauge.value = 1;
+    diagnoses.metric.push_back(std::move(metric));
+  }
+
+  std::vector<MetricFamily> out;
+  out.push_back(std::move(remaining));
+  out.push_back(std::move(intervals));
+  out.push_back(std::move(diagnoses));
+  return out;
+}
+
+}  // namespace imdswatch

@@ -1,0 +1,1 @@
+list(APPEND IMDSWATCH_SOURCES diagnoser.cpp doctor.cpp)
