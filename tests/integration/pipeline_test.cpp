@@ -432,8 +432,29 @@ TEST_F(PipelineTest, SecretsNeverReachMetricsOrLogs) {
   EXPECT_NE(ReadFile(*work_ + "/imds.log").size(), 0u);
 }
 
+TEST_F(PipelineTest, MalformedRequestIsAParseErrorNotACall) {
+  StartImds();
+  Pod pod = MakePod("garbage", 1);
+  WaitUntilKnown(pod);
+  auto before = agent_->Scrape();
+  double errors_before = SumOf(before, "imdswatch_http_parse_errors_total",
+                               {{"reason", "bad_request_line"}, {"direction", "request"}});
+  RunIn(pod, {"bash", "-c",
+              "exec 3<>/dev/tcp/169.254.169.254/80; printf 'get / HTTP/1.1\r\n\r\n' >&3; timeout 1 cat <&3"});
+  auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
+    return SumOf(x, "imdswatch_http_parse_errors_total", {{"reason", "bad_request_line"}}) > errors_before;
+  });
+  EXPECT_EQ(SumOf(s, "imdswatch_http_parse_errors_total", {{"reason", "bad_request_line"}, {"direction", "request"}}),
+            errors_before + 1);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 0);
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 1);
+}
+
 TEST_F(PipelineTest, SelfHealthIsExported) {
   auto s = agent_->Scrape();
+  // earlier tests made a call from a pod the API did not know yet
+  EXPECT_GE(SumOf(s, "imdswatch_attribution_failures_total", {{"reason", "pod_unknown"}}), 1);
+  EXPECT_EQ(SumOf(s, "imdswatch_map_entries", {{"map", "connections"}}), 0);
   EXPECT_EQ(SumOf(s, "imdswatch_build_info"), 1);
   EXPECT_EQ(SumOf(s, "imdswatch_kube_api_up"), 1);
   EXPECT_GT(SumOf(s, "imdswatch_kube_api_last_sync_timestamp_seconds"), 1.7e9);
