@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "imdswatch/aggregator.h"
+#include "imdswatch/diagnoser.h"
 #include "imdswatch/event_loop.h"
 #include "imdswatch/http_server.h"
 #include "imdswatch/pipeline.h"
@@ -25,14 +26,17 @@ uint64_t MonotonicNowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + ts.tv_nsec;
 }
 
+// Feeds every finished call to the metrics and to the diagnoses.
 class AggregatingSink : public CallSink {
  public:
-  explicit AggregatingSink(Aggregator* aggregator) : aggregator_(aggregator) {}
+  AggregatingSink(Aggregator* aggregator, Diagnoser* diagnoser) : aggregator_(aggregator), diagnoser_(diagnoser) {}
   void OnCall(const CallRecord& call) override {
     aggregator_->RecordCall(call.cgroup_id, CommView(call.comm), call.sample);
+    diagnoser_->OnCall(call.cgroup_id, CommView(call.comm), call);
   }
   void OnConnection(uint64_t cgroup_id, const Comm& comm, ConnOutcome outcome) override {
     aggregator_->RecordConnection(cgroup_id, CommView(comm), outcome);
+    diagnoser_->OnConnection(cgroup_id, CommView(comm), outcome);
   }
   void OnRetransmit(uint64_t cgroup_id, const Comm& comm) override {
     aggregator_->RecordRetransmit(cgroup_id, CommView(comm));
@@ -40,17 +44,26 @@ class AggregatingSink : public CallSink {
 
  private:
   Aggregator* aggregator_;
+  Diagnoser* diagnoser_;
 };
+
+// A finding goes to the log once, when it starts.
+void LogFinding(const Finding& f) {
+  std::string who = f.who.pod.empty() ? "host/" + f.who.workload
+                                      : f.who.namespace_name + "/" + f.who.pod + " (" + f.who.container + ")";
+  spdlog::warn("diagnosis {} for {}: {} Cause: {} Fix: {}", f.kind, who, f.evidence, f.cause, f.fix);
+}
 
 std::vector<LabelledValue> One(double value) { return {{{}, value}}; }
 
 // The agent's own health metrics, read from their owners at scrape time.
-void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator) {
+void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator, Diagnoser* diagnoser) {
   using K = SelfHealth::Kind;
   health->Add("imdswatch_build_info", "imdswatch build; value is 1", K::kGauge, [] {
     return std::vector<LabelledValue>{{{{"version", IMDSWATCH_VERSION}}, 1}};
   });
-  health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter, [p, aggregator] {
+  health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter,
+              [p, aggregator, diagnoser] {
     static const char* kKernel[IMDS_DROP__COUNT] = {"ringbuf_full", "sock_storage", "scratch", "load_bytes",
                                                       "tail_call"};
     std::vector<LabelledValue> out;
@@ -64,6 +77,8 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator)
     out.push_back({{{"reason", "unmatched_response"}}, static_cast<double>(t.unmatched_responses)});
     out.push_back({{{"reason", "connection_evicted"}}, static_cast<double>(t.evicted_connections)});
     out.push_back({{{"reason", "series_owners_full"}}, static_cast<double>(aggregator->DroppedRecords())});
+    out.push_back({{{"reason", "diagnosis_owners_full"}}, static_cast<double>(diagnoser->DroppedRecords())});
+    out.push_back({{{"reason", "malformed_expiration"}}, static_cast<double>(diagnoser->MalformedExpirations())});
     return out;
   });
   health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
@@ -87,16 +102,18 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator)
                                    static_cast<double>(t.parse_errors[r][d])});
                 return out;
               });
-  health->Add("imdswatch_map_entries", "Entries in the agent's bounded tables", K::kGauge, [p, aggregator] {
+  health->Add("imdswatch_map_entries", "Entries in the agent's bounded tables", K::kGauge, [p, aggregator, diagnoser] {
     return std::vector<LabelledValue>{
         {{{"map", "connections"}}, static_cast<double>(p->tracker().stats().open_connections)},
         {{{"map", "series_owners"}}, static_cast<double>(aggregator->OwnerCount())},
+        {{{"map", "diagnosis_owners"}}, static_cast<double>(diagnoser->OwnerCount())},
     };
   });
   health->Add("imdswatch_map_capacity", "Capacity of the agent's bounded tables", K::kGauge, [p] {
     return std::vector<LabelledValue>{
         {{{"map", "connections"}}, static_cast<double>(p->tracker().max_connections())},
         {{{"map", "series_owners"}}, static_cast<double>(Aggregator::kMaxOwners)},
+        {{{"map", "diagnosis_owners"}}, static_cast<double>(Diagnoser::kMaxOwners)},
     };
   });
   health->Add("imdswatch_attribution_failures_total", "Calls whose caller could not be fully named, by reason",
@@ -128,9 +145,13 @@ int RunAgent(const AgentConfig& config) {
   std::atomic<uint64_t> last_tick_ns{MonotonicNowNs()};
   auto aggregator = std::make_shared<Aggregator>(
       [&pipeline](uint64_t cgroup_id, std::string_view comm) { return pipeline.load()->Resolve(cgroup_id, comm); });
+  auto diagnoser = std::make_shared<Diagnoser>(
+      [&pipeline](uint64_t cgroup_id, std::string_view comm) { return pipeline.load()->Resolve(cgroup_id, comm); },
+      config.diagnosis);
   auto self_health = std::make_shared<SelfHealth>();
   HttpRoutes routes;
-  routes.collectables = {aggregator, self_health};
+  routes.collectables = {aggregator, diagnoser, self_health};
+  routes.json = {{"/api/v1/diagnoses", [diagnoser] { return diagnoser->CurrentJson(); }}};
   routes.healthz = [&]() -> HealthStatus {
     Pipeline* p = pipeline.load();
     if (!p) return {false, "loading BPF programs"};
@@ -151,13 +172,13 @@ int RunAgent(const AgentConfig& config) {
     spdlog::error("{}", error);
     return 1;
   }
-  AggregatingSink sink(aggregator.get());
+  AggregatingSink sink(aggregator.get(), diagnoser.get());
   auto owned = Pipeline::Start(config, &sink, &error);
   if (!owned) {
     spdlog::error("{}", error);
     return 1;
   }
-  RegisterSelfHealth(self_health.get(), owned.get(), aggregator.get());
+  RegisterSelfHealth(self_health.get(), owned.get(), aggregator.get(), diagnoser.get());
   pipeline = owned.get();
   spdlog::info("serving /metrics, /healthz and /readyz on {} (port {})", config.listen_address, server->port());
 
@@ -167,7 +188,10 @@ int RunAgent(const AgentConfig& config) {
       [&] {
         last_tick_ns = MonotonicNowNs();
         owned->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs);
+        for (const Finding& finding : diagnoser->Evaluate()) LogFinding(finding);
         if (++ticks % 6 == 0) {
+          diagnoser->ExpireGone([&](uint64_t id) { return owned->CgroupAlive(id); }, std::chrono::steady_clock::now(),
+                                config.series_ttl);
           size_t dropped = aggregator->ExpireGone([&](uint64_t id) { return owned->CgroupAlive(id); },
                                                   std::chrono::steady_clock::now(), config.series_ttl);
           if (dropped) spdlog::debug("expired {} series owners", dropped);

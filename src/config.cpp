@@ -63,9 +63,42 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   app.add_option("--web.listen-address", cfg.listen_address, "address for /metrics, /healthz, /readyz");
   app.add_option("--series-ttl", series_ttl, "drop series of containers gone for this long (e.g. 5m)");
 
+  DiagnosisThresholds& d = cfg.diagnosis;
+  std::string window = std::to_string(d.window.count()) + "s";
+  auto add_diagnosis_flags = [&](CLI::App* a) {
+    a->add_option("--diagnosis.window", window, "diagnoses judge the last window and clear when it is quiet");
+    a->add_option("--diagnosis.hop-limit-token-timeouts", d.hop_limit_min_token_timeouts,
+                  "token PUTs timed out with no answer (with answered IMDSv1 calls) that name a hop-limit problem")
+        ->check(CLI::PositiveNumber);
+    a->add_option("--diagnosis.refresh-storm-fetches", d.refresh_storm_min_fetches,
+                  "credential fetches in the window that can be a refresh storm")
+        ->check(CLI::PositiveNumber);
+    a->add_option("--diagnosis.refresh-storm-interval-share", d.refresh_storm_max_interval_share,
+                  "a storm: fetch interval below this share of the lifetime left")
+        ->check(CLI::Range(0.0, 1.0));
+    a->add_option("--diagnosis.throttled-failures", d.throttled_min_failures,
+                  "throttled, timed-out, reset or refused calls in the window that name throttling")
+        ->check(CLI::PositiveNumber);
+    a->add_option("--diagnosis.imdsv1-requests", d.imdsv1_min_requests, "IMDSv1 requests in the window to report")
+        ->check(CLI::PositiveNumber);
+    a->add_option("--diagnosis.slow-share", d.slow_min_share,
+                  "share of wall time spent in metadata calls that is too much")
+        ->check(CLI::Range(0.0, 1.0));
+  };
+  add_diagnosis_flags(&app);
+
   CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
   AddProbeFlags(trace, &cfg, &endpoints, &no_kube);
   trace->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
+
+  std::string duration = "60s";
+  CLI::App* doctor = app.add_subcommand(
+      "doctor", "name each pod's IMDS problems with the fix; exit 1 when there are any");
+  doctor->add_option("--url", command->doctor_url, "ask a running agent, e.g. http://127.0.0.1:10169");
+  doctor->add_option("--duration", duration, "without --url: watch this long first (e.g. 60s)");
+  doctor->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  AddProbeFlags(doctor, &cfg, &endpoints, &no_kube);
+  add_diagnosis_flags(doctor);
 
   try {
     app.parse(argc, argv);
@@ -82,6 +115,15 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
     return false;
   }
   if (trace->parsed()) command->mode = Mode::kTrace;
+  if (doctor->parsed()) command->mode = Mode::kDoctor;
+  if (!ParseDuration(window, &d.window) || d.window.count() < 1) {
+    *error = "--diagnosis.window: '" + window + "' is not a duration of at least 1s";
+    return false;
+  }
+  if (!ParseDuration(duration, &command->doctor_duration) || command->doctor_duration.count() == 0) {
+    *error = "--duration: '" + duration + "' is not a positive duration (e.g. 60s)";
+    return false;
+  }
   cfg.kube.enabled = !no_kube;
   command->output = output == "json" ? OutputFormat::kJson : OutputFormat::kText;
 
@@ -110,7 +152,8 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   if (cfg.kube.enabled && cfg.kube.node_name.empty()) {
     if (const char* node = std::getenv("NODE_NAME")) cfg.kube.node_name = node;
   }
-  if (cfg.kube.enabled && cfg.kube.node_name.empty()) {
+  const bool needs_node = !(command->mode == Mode::kDoctor && !command->doctor_url.empty());
+  if (needs_node && cfg.kube.enabled && cfg.kube.node_name.empty()) {
     *error = "--node-name: not given and $NODE_NAME is not set (or use --no-kube)";
     return false;
   }

@@ -107,6 +107,7 @@ bool EventLoop::Run(std::string* error) {
         }
       }
     }
+    if (stop_) return true;
   }
 }
 

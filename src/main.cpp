@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   imdswatch::SetupLogging(command.agent.log_level, command.agent.log_format);
   switch (command.mode) {
     case imdswatch::Mode::kTrace: return imdswatch::RunTrace(command.agent, command.output);
+    case imdswatch::Mode::kDoctor: return imdswatch::RunDoctor(command);
     default: break;
   }
   return imdswatch::RunAgent(command.agent);

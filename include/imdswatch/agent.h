@@ -9,5 +9,6 @@ namespace imdswatch {
 // Each returns the process exit code.
 int RunAgent(const AgentConfig& config);
 int RunTrace(const AgentConfig& config, OutputFormat output);
+int RunDoctor(const Command& command);
 
 }  // namespace imdswatch

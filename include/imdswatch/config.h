@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "imdswatch/diagnoser.h"
 #include "imdswatch/endpoint.h"
 
 namespace imdswatch {
@@ -27,16 +28,20 @@ struct AgentConfig {
   KubeOptions kube;
   std::chrono::seconds series_ttl{300};
   uint32_t ringbuf_bytes = 1u << 20;
+  DiagnosisThresholds diagnosis;
 };
 
 enum class OutputFormat { kText, kJson };
 
-enum class Mode { kAgent, kTrace };
+enum class Mode { kAgent, kTrace, kDoctor };
 
 struct Command {
   Mode mode = Mode::kAgent;
   AgentConfig agent;
   OutputFormat output = OutputFormat::kText;
+  // doctor: a running agent's base URL, or watch locally for doctor_duration
+  std::string doctor_url;
+  std::chrono::seconds doctor_duration{60};
 };
 
 // Parses argv; on bad input returns false with a one-line message naming the

@@ -23,6 +23,8 @@ class EventLoop {
   ~EventLoop();
   // Returns when a termination signal arrives (true) or on a fatal error (false, *error set).
   bool Run(std::string* error);
+  // Ends Run() after the current callback (from a tick or record handler).
+  void Stop() { stop_ = true; }
 
  private:
   static int OnSample(void* ctx, void* data, size_t size);
@@ -30,6 +32,7 @@ class EventLoop {
   RecordHandler on_record_;
   std::function<void()> tick_;
   std::chrono::milliseconds tick_interval_;
+  bool stop_ = false;
 };
 
 }  // namespace imdswatch

@@ -71,7 +71,7 @@ class PipelineTest : public ::testing::Test {
                         {.stderr_file = *work_ + "/kube.log"});
     WaitForFile(*work_ + "/kube.ready", std::chrono::seconds(10));
     agent_ = new Agent({"--kube-api-server", "http://127.0.0.1:" + std::to_string(kube_port_), "--node-name", kNode,
-                        "--endpoint", "127.0.0.1:" + std::to_string(host_imds_port_)},
+                        "--endpoint", "127.0.0.1:" + std::to_string(host_imds_port_), "--diagnosis.window", "20s"},
                        *work_ + "/agent.log");
   }
 
@@ -117,6 +117,35 @@ class PipelineTest : public ::testing::Test {
     argv.insert(argv.end(), flags.begin(), flags.end());
     imds_ = new Process(argv, {.netns = topology_->NetnsPath("imds"), .stderr_file = *work_ + "/imds.log"});
     ASSERT_TRUE(WaitForFile(ready, std::chrono::seconds(10)));
+  }
+
+  // The loopback stand-in that host-network callers reach (no forwarding hop).
+  void StartHostImds() {
+    if (host_imds_) return;
+    std::string ready = *work_ + "/host-imds.ready";
+    host_imds_ = new Process({"/usr/bin/python3", SourceDir() + "/tests/fixtures/imds_standin.py", "--listen",
+                              "127.0.0.1:" + std::to_string(host_imds_port_), "--canary", kCanary, "--ready-file",
+                              ready},
+                             {.stderr_file = *work_ + "/host-imds.log"});
+    ASSERT_TRUE(WaitForFile(ready, std::chrono::seconds(10)));
+  }
+
+  std::string HostImdsUrl() const { return "http://127.0.0.1:" + std::to_string(host_imds_port_); }
+
+  // Waits until the agent reports `kind` for the pod.
+  std::vector<Sample> WaitForDiagnosis(const Pod& pod, const std::string& kind) {
+    return agent_->ScrapeUntil(
+        [&](const std::vector<Sample>& x) {
+          return SumOf(x, "imds_diagnosis", With(pod.Labels(), {{"kind", kind}})) >= 1;
+        },
+        std::chrono::seconds(20));
+  }
+
+  // `imdswatch doctor --url` against the running agent.
+  int Doctor(std::string* out, bool json = false) {
+    std::vector<std::string> argv = {BinaryDir() + "/imdswatch", "doctor", "--url", agent_->Url("")};
+    if (json) argv.insert(argv.end(), {"--output", "json"});
+    return RunCommand(argv, {}, std::chrono::seconds(20), out);
   }
 
   void StopImds() {
@@ -386,12 +415,7 @@ TEST_F(PipelineTest, OtherTrafficCreatesNoSeries) {
 }
 
 TEST_F(PipelineTest, HostProcessIsNamedBySystemdUnit) {
-  std::string ready = *work_ + "/host-imds.ready";
-  delete host_imds_;
-  host_imds_ = new Process({"/usr/bin/python3", SourceDir() + "/tests/fixtures/imds_standin.py", "--listen",
-                            "127.0.0.1:" + std::to_string(host_imds_port_), "--ready-file", ready},
-                           {.stderr_file = *work_ + "/host-imds.log"});
-  ASSERT_TRUE(WaitForFile(ready, std::chrono::seconds(10)));
+  StartHostImds();
   std::string unit = "imdswatch-e2e-" + *prefix_ + ".service";
   Cgroup cg("/system.slice/" + unit);
   ASSERT_EQ(RunCommand(Curl({"http://127.0.0.1:" + std::to_string(host_imds_port_) + "/latest/meta-data/instance-id"}),
@@ -430,6 +454,114 @@ TEST_F(PipelineTest, SecretsNeverReachMetricsOrLogs) {
   EXPECT_EQ(metrics.find(kCanary), std::string::npos);
   EXPECT_EQ(ReadFile(agent_->log_file()).find(kCanary), std::string::npos);
   EXPECT_NE(ReadFile(*work_ + "/imds.log").size(), 0u);
+}
+
+// ---- diagnoses (issue 4): named for the pod that has the problem, not for a healthy one ----
+
+TEST_F(PipelineTest, DiagnosesHopLimitOnlyBehindTheExtraHop) {
+  StartImds({"--token-reply-ttl", "1"});
+  StartHostImds();
+  Pod sick = MakePod("hopper", 2);
+  Pod healthy = MakePod("hostnet", 1);
+  healthy.netns = "";  // a hostNetwork pod: no forwarding hop, no TTL problem
+  WaitUntilKnown(sick);
+  std::string out;
+  ASSERT_EQ(RunIn(healthy, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py",
+                            "--endpoint", HostImdsUrl()},
+                  &out),
+            0)
+      << out;
+  ASSERT_EQ(RunIn(sick, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py"}, &out), 0)
+      << out;
+  auto s = WaitForDiagnosis(sick, "hop_limit");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(sick.Labels(), {{"kind", "hop_limit"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", healthy.Labels()), 0);
+  std::string doctor;
+  EXPECT_EQ(Doctor(&doctor), 1) << doctor;
+  EXPECT_NE(doctor.find(sick.ns + "/" + sick.name), std::string::npos) << doctor;
+  EXPECT_NE(doctor.find("hop-limit"), std::string::npos) << doctor;
+  EXPECT_EQ(doctor.find(kCanary), std::string::npos);
+  EXPECT_NE(ReadFile(agent_->log_file()).find("diagnosis hop_limit for " + sick.ns + "/" + sick.name),
+            std::string::npos);
+}
+
+TEST_F(PipelineTest, DiagnosesRefreshStormAndServesTheLifetime) {
+  StartImds();
+  Pod storm = MakePod("stormy", 1);
+  Pod calm = MakePod("calm", 2);
+  WaitUntilKnown(storm);
+  std::string out;
+  ASSERT_EQ(RunIn(calm, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py"}, &out), 0);
+  ASSERT_EQ(RunIn(storm, {"/usr/bin/python3", SourceDir() + "/tests/fixtures/clients/botocore_creds.py", "--count",
+                          "8"},
+                  &out),
+            0)
+      << out;
+  auto s = WaitForDiagnosis(storm, "refresh_storm");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(storm.Labels(), {{"kind", "refresh_storm"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", calm.Labels()), 0);
+  // the stand-in serves 6 h credentials: that much is left, per role
+  double left = SumOf(s, "imds_credentials_remaining_seconds", With(storm.Labels(), {{"role", "imdswatch-test-role"}}));
+  EXPECT_GT(left, 21000);
+  EXPECT_LE(left, 21600);
+  EXPECT_EQ(SumOf(s, "imds_credential_fetch_interval_seconds_count", storm.Labels()), 7);
+  std::string doctor;
+  EXPECT_EQ(Doctor(&doctor, /*json=*/true), 1);
+  EXPECT_NE(doctor.find("refresh_storm"), std::string::npos) << doctor;
+  EXPECT_EQ(doctor.find(kCanary), std::string::npos);
+}
+
+TEST_F(PipelineTest, DiagnosesThrottlingForTheNoisyPod) {
+  StartImds({"--throttle-above", "2"});
+  Pod noisy = MakePod("noisy-batch", 1);
+  Pod polite = MakePod("polite", 2);
+  WaitUntilKnown(noisy);
+  ASSERT_EQ(RunIn(polite, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // the stand-in's 1 s window moves on
+  std::vector<std::string> argv = {"curl", "-sS"};
+  for (int i = 0; i < 6; i++)
+    argv.insert(argv.end(), {"-o", "/dev/null", "http://169.254.169.254/latest/meta-data/instance-id"});
+  RunIn(noisy, argv);
+  auto s = WaitForDiagnosis(noisy, "throttled");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(noisy.Labels(), {{"kind", "throttled"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(polite.Labels(), {{"kind", "throttled"}})), 0);
+}
+
+TEST_F(PipelineTest, DiagnosesImdsV1ForTheClientStillUsingIt) {
+  StartImds();
+  Pod legacy = MakePod("legacy", 1);
+  Pod modern = MakePod("modern", 2);
+  WaitUntilKnown(legacy);
+  std::string token;
+  ASSERT_EQ(RunIn(modern, {"curl", "-sS", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+                           "http://169.254.169.254/latest/api/token"},
+                  &token),
+            0);
+  token = token.substr(0, token.find('\n'));
+  ASSERT_EQ(RunIn(modern, Curl({"-H", "X-aws-ec2-metadata-token: " + token,
+                                "http://169.254.169.254/latest/meta-data/instance-id"})),
+            0);
+  ASSERT_EQ(RunIn(legacy, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  auto s = WaitForDiagnosis(legacy, "imdsv1");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(legacy.Labels(), {{"kind", "imdsv1"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", modern.Labels()), 0);
+  std::string doctor;
+  Doctor(&doctor);
+  EXPECT_NE(doctor.find("curl"), std::string::npos) << doctor;
+}
+
+TEST_F(PipelineTest, DiagnosesTimeLostForTheSlowPod) {
+  StartImds({"--slow-ms", "700"});
+  Pod slow = MakePod("slowpoke", 1);
+  Pod brief = MakePod("brief", 2);
+  WaitUntilKnown(slow);
+  // 4 × 0.7 s in a 20 s window is 14 % of the time; one call is 3.5 %
+  ASSERT_EQ(RunIn(brief, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  for (int i = 0; i < 4; i++)
+    ASSERT_EQ(RunIn(slow, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  auto s = WaitForDiagnosis(slow, "slow");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(slow.Labels(), {{"kind", "slow"}})), 1);
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(brief.Labels(), {{"kind", "slow"}})), 0);
 }
 
 TEST_F(PipelineTest, MalformedRequestIsAParseErrorNotACall) {
