@@ -166,5 +166,36 @@ TEST_F(LifecycleTest, TracePrintsOneJsonLinePerRequest) {
   for (const char* ext : {".out", ".err", ".ready"}) unlink((work + ext).c_str());
 }
 
+TEST_F(LifecycleTest, DoctorWatchesLocallyAndExitsOneOnFindings) {
+  std::string work = "/tmp/imdswatch-doctor-" + UniquePrefix();
+  int port = FreePort();
+  Process standin({"/usr/bin/python3", SourceDir() + "/tests/fixtures/imds_standin.py", "--listen",
+                   "127.0.0.1:" + std::to_string(port), "--ready-file", work + ".ready"});
+  ASSERT_TRUE(WaitForFile(work + ".ready", std::chrono::seconds(10)));
+  Process doctor({AgentBinary(), "doctor", "--no-kube", "--duration", "6s", "--endpoint",
+                  "127.0.0.1:" + std::to_string(port)},
+                 {.stdout_file = work + ".out", .stderr_file = work + ".err"});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ReadFile(work + ".err").find("watching metadata calls") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(RunCommand({"curl", "-sS", "-o", "/dev/null",
+                        "http://127.0.0.1:" + std::to_string(port) + "/latest/meta-data/instance-id"}),
+            0);
+  EXPECT_EQ(doctor.Wait(std::chrono::seconds(20)), 1);
+  std::string out = ReadFile(work + ".out");
+  EXPECT_NE(out.find("imdsv1"), std::string::npos) << out;
+  EXPECT_NE(out.find("Fix:"), std::string::npos) << out;
+  for (const char* ext : {".out", ".err", ".ready"}) unlink((work + ext).c_str());
+}
+
+TEST_F(LifecycleTest, DoctorSaysSoWhenTheAgentIsUnreachable) {
+  std::string out;
+  EXPECT_EQ(RunCommand({AgentBinary(), "doctor", "--url", "http://127.0.0.1:" + std::to_string(FreePort())}, {},
+                       std::chrono::seconds(20), &out),
+            2);
+  EXPECT_NE(out.find("doctor:"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace imdswatch::testing

@@ -453,7 +453,22 @@ TEST_F(PipelineTest, SecretsNeverReachMetricsOrLogs) {
   ASSERT_EQ(HttpGet(agent_->Url("/metrics"), &metrics), 200);
   EXPECT_EQ(metrics.find(kCanary), std::string::npos);
   EXPECT_EQ(ReadFile(agent_->log_file()).find(kCanary), std::string::npos);
-  EXPECT_NE(ReadFile(*work_ + "/imds.log").size(), 0u);
+  EXPECT_EQ(ReadFile(agent_->log_file() + ".out").find(kCanary), std::string::npos);
+  for (const char* path : {"/api/v1/diagnoses", "/readyz", "/healthz"}) {
+    std::string body;
+    HttpGet(agent_->Url(path), &body);
+    EXPECT_EQ(body.find(kCanary), std::string::npos) << path;
+  }
+  std::string doctor;
+  Doctor(&doctor, /*json=*/true);
+  EXPECT_EQ(doctor.find(kCanary), std::string::npos);
+  // the canary really was on the wire: the stand-in served it
+  std::string served;
+  ASSERT_EQ(RunIn(pod, {"curl", "-sS", "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+                                       "imdswatch-test-role"},
+                  &served),
+            0);
+  EXPECT_NE(served.find(kCanary), std::string::npos);
 }
 
 // ---- diagnoses (issue 4): named for the pod that has the problem, not for a healthy one ----
