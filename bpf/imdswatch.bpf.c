@@ -9,6 +9,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "imdswatch.h"
 
 #define AF_INET 2
@@ -25,6 +26,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by the loader before load. */
 const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
+const volatile bool watch_forwarding = true; /* the kfree_skb hop-limit proof */
 
 /* The parser calls back into this file with ctx = the skb being parsed. The
  * callbacks hand over to global functions, which the verifier checks once
@@ -633,4 +635,77 @@ int imds_ingress_more(struct __sk_buff *skb)
 {
 	continue_segment(skb, 1);
 	return 1;
+}
+
+/* ---- the hop-limit proof: replies dying in this node's forwarding path ---- */
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+
+/* kfree_skb is the drop path (consume_skb the normal one), and ip_forward
+ * frees a packet whose TTL would reach 0 through it. Only a TCP segment from
+ * a watched endpoint's port with TTL <= 1 is reported. */
+SEC("raw_tp/kfree_skb")
+int imds_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	__u32 saddr[4] = {}, daddr[4] = {};
+	unsigned char *head;
+	__u16 proto, nh, sport, dport;
+	__u8 family, ttl, l4;
+	__u32 l4_off;
+
+	if (!watch_forwarding || !skb)
+		return 0;
+	proto = BPF_CORE_READ(skb, protocol);
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return 0;
+		family = AF_INET;
+		ttl = ip.ttl;
+		l4 = ip.protocol;
+		saddr[0] = ip.saddr;
+		daddr[0] = ip.daddr;
+		l4_off = nh + ip.ihl * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return 0;
+		family = AF_INET6;
+		ttl = ip6.hop_limit;
+		l4 = ip6.nexthdr;
+		__builtin_memcpy(saddr, &ip6.saddr, sizeof(saddr));
+		__builtin_memcpy(daddr, &ip6.daddr, sizeof(daddr));
+		l4_off = nh + sizeof(ip6);
+	} else {
+		return 0;
+	}
+	if (ttl > 1 || l4 != IPPROTO_TCP)
+		return 0;
+	if (bpf_probe_read_kernel(&sport, sizeof(sport), head + l4_off) ||
+	    bpf_probe_read_kernel(&dport, sizeof(dport), head + l4_off + 2))
+		return 0;
+	if (!endpoint_match(family, saddr, sport))
+		return 0;
+
+	struct imds_ttl_drop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.type = IMDS_EV_TTL_DROP;
+	e->hdr.family = family;
+	e->hdr.dport = bpf_ntohs(dport);
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(e->daddr, daddr, sizeof(daddr));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
 }

@@ -25,6 +25,7 @@ enum imds_event_type {
 	IMDS_EV_CLOSE,        /* the client side left ESTABLISHED/SYN_SENT */
 	IMDS_EV_RETRANS,      /* a segment on a metadata socket was retransmitted */
 	IMDS_EV_PARSE_ERROR,  /* a byte stream could not be parsed */
+	IMDS_EV_TTL_DROP,     /* the node dropped a metadata reply whose TTL ran out */
 };
 
 enum imds_method {
@@ -133,6 +134,13 @@ struct imds_parse_error_event {
 	__u8 reason; /* enum imds_parse_error */
 	__u8 direction; /* 0 request, 1 response */
 	__u8 pad[6];
+};
+
+/* A reply from a watched endpoint freed with TTL/hop limit <= 1 on this node:
+ * the forwarding path dropped it one hop short of daddr (the pod). */
+struct imds_ttl_drop_event {
+	struct imds_event_hdr hdr; /* family, dport = the pod's port; no socket, no cgroup */
+	__u32 daddr[4];            /* network byte order; v4 in daddr[0] */
 };
 
 struct imds_endpoint {

@@ -30,6 +30,16 @@ uint64_t MonotonicNowNs() {
 class AggregatingSink : public CallSink {
  public:
   AggregatingSink(Aggregator* aggregator, Diagnoser* diagnoser) : aggregator_(aggregator), diagnoser_(diagnoser) {}
+  void set_pods(const PodStore* pods) { pods_ = pods; }
+  void OnForwardingDrop(const std::string& pod_ip) override {
+    // only the Kubernetes API knows which pod holds an address
+    std::optional<PodInfo> pod = pods_ ? pods_->LookupByIp(pod_ip) : std::nullopt;
+    if (!pod) {
+      spdlog::debug("metadata reply to {} died in forwarding; no pod holds that address", pod_ip);
+      return;
+    }
+    diagnoser_->OnForwardingDrop(pod->namespace_name, pod->name);
+  }
   void OnCall(const CallRecord& call) override {
     aggregator_->RecordCall(call.cgroup_id, CommView(call.comm), call.sample);
     diagnoser_->OnCall(call.cgroup_id, CommView(call.comm), call);
@@ -45,6 +55,7 @@ class AggregatingSink : public CallSink {
  private:
   Aggregator* aggregator_;
   Diagnoser* diagnoser_;
+  const PodStore* pods_ = nullptr;
 };
 
 // A finding goes to the log once, when it starts.
@@ -82,10 +93,10 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
     return out;
   });
   health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
-    static const char* kTypes[] = {"", "connect", "established", "request", "response", "close", "retransmit",
-                                   "parse_error"};
+    static const char* kTypes[] = {"",      "connect",    "established", "request", "response",
+                                   "close", "retransmit", "parse_error", "ttl_drop"};
     std::vector<LabelledValue> out;
-    for (uint8_t t = IMDS_EV_CONNECT; t <= IMDS_EV_PARSE_ERROR; t++)
+    for (uint8_t t = IMDS_EV_CONNECT; t <= IMDS_EV_TTL_DROP; t++)
       out.push_back({{{"type", kTypes[t]}}, static_cast<double>(p->events(t))});
     return out;
   });
@@ -179,6 +190,7 @@ int RunAgent(const AgentConfig& config) {
     return 1;
   }
   RegisterSelfHealth(self_health.get(), owned.get(), aggregator.get(), diagnoser.get());
+  sink.set_pods(owned->pods());
   pipeline = owned.get();
   spdlog::info("serving /metrics, /healthz and /readyz on {} (port {})", config.listen_address, server->port());
 

@@ -1,5 +1,7 @@
 #include "imdswatch/call_tracker.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 
 #include "imdswatch/classify.h"
@@ -67,6 +69,10 @@ void CallTracker::Handle(const Event& event) {
     OnClose(*close);
   } else if (const auto* rt = std::get_if<RetransmitEvent>(&event)) {
     if (Connection* conn = Find(rt->hdr)) sink_->OnRetransmit(conn->cgroup_id, conn->comm);
+  } else if (const auto* drop = std::get_if<imds_ttl_drop_event>(&event)) {
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(drop->hdr.family, drop->daddr, text, sizeof(text));
+    sink_->OnForwardingDrop(text);
   } else if (const auto* perr = std::get_if<imds_parse_error_event>(&event)) {
     if (perr->reason < IMDS_PERR__COUNT) stats_.parse_errors[perr->reason][perr->direction ? 1 : 0]++;
   }

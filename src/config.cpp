@@ -86,6 +86,9 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
         ->check(CLI::Range(0.0, 1.0));
   };
   add_diagnosis_flags(&app);
+  bool no_forwarding = false;
+  app.add_flag("--no-forwarding-drops", no_forwarding,
+               "do not watch this node's forwarding path for metadata replies whose TTL ran out (kfree_skb)");
 
   CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
   AddProbeFlags(trace, &cfg, &endpoints, &no_kube);
@@ -125,6 +128,7 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
     return false;
   }
   cfg.kube.enabled = !no_kube;
+  cfg.watch_forwarding = !no_forwarding;
   command->output = output == "json" ? OutputFormat::kJson : OutputFormat::kText;
 
   if (!ParseDuration(series_ttl, &cfg.series_ttl) || cfg.series_ttl.count() == 0) {

@@ -541,6 +541,7 @@ std::string ClientName(std::optional<Client> c) { return c ? std::string(ToStrin
 
 struct WorkloadTally {
   Tally tally;
+  uint64_t ttl_drops = 0;  // replies the node dropped on their way to this pod
   std::optional<SteadyTime> last_fetch;
   Client fetch_client = Client::kUnknown;
 };
@@ -560,7 +561,7 @@ class Judge {
 
   void Run(const Workload& who, const WorkloadTally& w, std::vector<Finding>* out) const {
     const Tally& x = w.tally;
-    const bool hop = HopLimit(who, x, out);
+    const bool hop = HopLimit(who, w, out);
     RefreshStorm(who, w, out);
     Throttled(who, x, hop, out);
     ImdsV1(who, x, hop, out);
@@ -579,9 +580,11 @@ class Judge {
     return f;
   }
 
-  bool HopLimit(const Workload& who, const Tally& x, std::vector<Finding>* out) const {
+  bool HopLimit(const Workload& who, const WorkloadTally& w, std::vector<Finding>* out) const {
+    const Tally& x = w.tally;
+    // inferred from the fallback to IMDSv1, or proven by the node dropping the replies
     if (x.token_no_response < std::max<uint32_t>(1, t_.hop_limit_min_token_timeouts) ||
-        x.v1_answered < std::max<uint32_t>(1, t_.hop_limit_min_v1_answered))
+        (x.v1_answered < std::max<uint32_t>(1, t_.hop_limit_min_v1_answered) && w.ttl_drops == 0))
       return false;
     const auto client = TopClient(x.v1_by_client);
     Finding f = Make(who, diagnosis::kHopLimit, ClientName(client));
@@ -596,6 +599,13 @@ class Judge {
         Plural(x.token_no_response, "IMDSv2 token PUT", "IMDSv2 token PUTs"), WindowText(), HumanDuration(wait),
         Plural(x.v1_answered, "IMDSv1 request", "IMDSv1 requests"),
         client ? fmt::format(" (client: {})", ToString(*client)) : std::string());
+    if (w.ttl_drops > 0) {
+      f.numbers["ttl_exceeded_drops"] = static_cast<double>(w.ttl_drops);
+      f.evidence += fmt::format(
+          " This node dropped {} from the metadata service bound for this pod because their TTL ran out in its "
+          "forwarding path: the hop limit is proven, not inferred.",
+          Plural(w.ttl_drops, "reply", "replies"));
+    }
     f.cause =
         "The metadata service sends the token reply with the instance's PUT response hop limit as its IP TTL; "
         "with a limit of 1 the reply dies one hop short of a container behind the node's network namespace, so "
@@ -733,6 +743,21 @@ bool SameProblem(const Finding& a, const Finding& b) { return a.kind == b.kind &
 
 }  // namespace
 
+void Diagnoser::OnForwardingDrop(std::string_view namespace_name, std::string_view pod) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto key = std::make_pair(std::string(namespace_name), std::string(pod));
+  auto it = forwarding_drops_.find(key);
+  if (it == forwarding_drops_.end()) {
+    if (forwarding_drops_.size() >= kMaxDropPods) {
+      dropped_records_++;
+      return;
+    }
+    it = forwarding_drops_.emplace(std::move(key), std::deque<std::chrono::steady_clock::time_point>{}).first;
+  }
+  if (it->second.size() >= kMaxDropsPerPod) it->second.pop_front();
+  it->second.push_back(clock_.steady());
+}
+
 // ---- Evaluate --------------------------------------------------------------------
 
 std::vector<Finding> Diagnoser::Evaluate() {
@@ -771,6 +796,19 @@ std::vector<Finding> Diagnoser::Evaluate() {
     if (s.w.last_fetch && (!w.last_fetch || *s.w.last_fetch > *w.last_fetch)) {
       w.last_fetch = s.w.last_fetch;
       w.fetch_client = s.w.fetch_client;
+    }
+  }
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto horizon = clock_.steady() - thresholds_.window;
+    for (auto it = forwarding_drops_.begin(); it != forwarding_drops_.end();) {
+      while (!it->second.empty() && it->second.front() < horizon) it->second.pop_front();
+      it = it->second.empty() ? forwarding_drops_.erase(it) : std::next(it);
+    }
+    for (auto& [who, w] : merged) {
+      auto it = forwarding_drops_.find({who.namespace_name, who.pod});
+      if (it != forwarding_drops_.end()) w.ttl_drops = it->second.size();
     }
   }
 

@@ -50,6 +50,7 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
     case IMDS_EV_RETRANS: return CopyOut<RetransmitEvent>(data, size, out);
     case IMDS_EV_CLOSE: return CopyOut<imds_close_event>(data, size, out);
     case IMDS_EV_PARSE_ERROR: return CopyOut<imds_parse_error_event>(data, size, out);
+    case IMDS_EV_TTL_DROP: return CopyOut<imds_ttl_drop_event>(data, size, out);
     case IMDS_EV_REQUEST:
       err = CopyOut<imds_request_event>(data, size, out);
       if (err == DecodeError::kNone) {

@@ -58,6 +58,7 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   probe_options.endpoints = config.endpoints;
   probe_options.cgroup_root = p->cgroup_root_;
   probe_options.ringbuf_bytes = config.ringbuf_bytes;
+  probe_options.watch_forwarding = config.watch_forwarding;
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;
   for (const auto& name : p->probes_->attached()) spdlog::info("attached {} at {}", name, p->cgroup_root_);
@@ -79,7 +80,7 @@ void Pipeline::OnRecord(const void* data, size_t size) {
     decode_errors_[static_cast<int>(err)]++;
     return;
   }
-  events_[HeaderOf(event).type & 7]++;
+  events_[HeaderOf(event).type & 15]++;
   tracker_->Handle(event);
 }
 

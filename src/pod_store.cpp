@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "imdswatch/pod_store.h"
 
 #include <mutex>
@@ -123,6 +124,15 @@ PodInfo ParsePod(const json& pod) {
   AddContainers(Field(status, "initContainerStatuses"), info.containers);
   AddContainers(Field(status, "containerStatuses"), info.containers);
   AddContainers(Field(status, "ephemeralContainerStatuses"), info.containers);
+  const json* host_network = Field(Field(&pod, "spec"), "hostNetwork");
+  if (!(host_network && host_network->is_boolean() && host_network->get<bool>())) {
+    if (const json* ips = Field(status, "podIPs"); ips && ips->is_array()) {
+      for (const json& entry : *ips)
+        if (std::string ip = String(Field(&entry, "ip")); !ip.empty()) info.ips.push_back(std::move(ip));
+    }
+    std::string ip = String(Field(status, "podIP"));
+    if (!ip.empty() && std::find(info.ips.begin(), info.ips.end(), ip) == info.ips.end()) info.ips.push_back(ip);
+  }
   return info;
 }
 
@@ -163,6 +173,13 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods) {
     if (!pod.uid.empty()) InsertLocked(std::move(pod));
   }
   generation_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+std::optional<PodInfo> PodStore::LookupByIp(std::string_view ip) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  for (const auto& [uid, pod] : pods_)
+    if (std::find(pod.ips.begin(), pod.ips.end(), ip) != pod.ips.end()) return pod;
+  return std::nullopt;
 }
 
 std::optional<PodInfo> PodStore::Lookup(std::string_view uid) const {

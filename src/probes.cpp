@@ -75,6 +75,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   // continuations run only as tail calls: loaded, never attached
   bpf_program__set_autoattach(probes->skel_->progs.imds_egress_more, false);
   bpf_program__set_autoattach(probes->skel_->progs.imds_ingress_more, false);
+  rodata->watch_forwarding = options.watch_forwarding;
 
   int err = imdswatch_bpf::load(probes->skel_);
   if (err) {
@@ -100,19 +101,30 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     *error = "opening cgroup root " + options.cgroup_root + ": " + Errno(errno);
     return nullptr;
   }
-  // Every program is required: without any one of them a metric would be wrong.
+  // The cgroup programs are required: without any one of them a metric would
+  // be wrong. The forwarding-drop tracepoint only adds proof to a diagnosis.
   const struct {
     bpf_program* prog;
     const char* hook;
+    bool cgroup;
+    bool required;
   } table[] = {
-      {probes->skel_->progs.imds_connect4, "cgroup/connect4"},
-      {probes->skel_->progs.imds_connect6, "cgroup/connect6"},
-      {probes->skel_->progs.imds_sockops, "sockops"},
-      {probes->skel_->progs.imds_egress, "cgroup_skb/egress"},
-      {probes->skel_->progs.imds_ingress, "cgroup_skb/ingress"},
+      {probes->skel_->progs.imds_connect4, "cgroup/connect4", true, true},
+      {probes->skel_->progs.imds_connect6, "cgroup/connect6", true, true},
+      {probes->skel_->progs.imds_sockops, "sockops", true, true},
+      {probes->skel_->progs.imds_egress, "cgroup_skb/egress", true, true},
+      {probes->skel_->progs.imds_ingress, "cgroup_skb/ingress", true, true},
+      {probes->skel_->progs.imds_kfree_skb, "raw_tp/kfree_skb", false, false},
   };
   for (const auto& entry : table) {
-    bpf_link* link = bpf_program__attach_cgroup(entry.prog, probes->cgroup_fd_);
+    if (!entry.cgroup && !options.watch_forwarding) continue;
+    bpf_link* link = entry.cgroup ? bpf_program__attach_cgroup(entry.prog, probes->cgroup_fd_)
+                                  : bpf_program__attach(entry.prog);
+    if (!link && !entry.required) {
+      spdlog::warn("{} not attached ({}): hop-limit diagnoses will be inferred, not proven", entry.hook,
+                   Errno(errno));
+      continue;
+    }
     if (!link) {
       *error = std::string("attaching ") + entry.hook + " to " + options.cgroup_root + " failed: " + Errno(errno);
       return nullptr;  // the destructor detaches what was attached

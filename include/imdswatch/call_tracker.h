@@ -43,6 +43,8 @@ class CallSink {
   virtual void OnCall(const CallRecord& call) = 0;
   virtual void OnConnection(uint64_t cgroup_id, const Comm& comm, ConnOutcome outcome) = 0;
   virtual void OnRetransmit(uint64_t cgroup_id, const Comm& comm) = 0;
+  // A metadata reply to `pod_ip` died in this node's forwarding path (TTL ran out).
+  virtual void OnForwardingDrop(const std::string& pod_ip) { (void)pod_ip; }
 };
 
 // Written by the event thread, read at scrape time: relaxed atomics.

@@ -29,6 +29,7 @@ struct AgentConfig {
   std::chrono::seconds series_ttl{300};
   uint32_t ringbuf_bytes = 1u << 20;
   DiagnosisThresholds diagnosis;
+  bool watch_forwarding = true;
 };
 
 enum class OutputFormat { kText, kJson };

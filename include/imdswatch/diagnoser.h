@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -172,6 +173,9 @@ class Diagnoser : public prometheus::Collectable {
   // over as they finish). Allocates only when an owner, a role, or an owner's
   // window (after a quiet window) is first seen.
   void OnCall(uint64_t cgroup_id, std::string_view comm, const CallRecord& call);
+  // The node dropped a reply from the metadata service bound for this pod
+  // because its TTL ran out while forwarding: proof of a hop-limit problem.
+  void OnForwardingDrop(std::string_view namespace_name, std::string_view pod);
   void OnConnection(uint64_t cgroup_id, std::string_view comm, ConnOutcome outcome);
 
   // Recomputes the findings from the last window (calls the resolver once per
@@ -243,6 +247,10 @@ class Diagnoser : public prometheus::Collectable {
   Owner* last_owner_ = nullptr;
   // Fetch intervals of dropped owners, by the labels they were last exported under.
   std::map<Workload, std::unique_ptr<Retired>> retired_;
+
+  // Forwarding drops by (namespace, pod), newest last; bounded.
+  static constexpr size_t kMaxDropPods = 4096, kMaxDropsPerPod = 64;
+  std::map<std::pair<std::string, std::string>, std::deque<std::chrono::steady_clock::time_point>> forwarding_drops_;
 
   std::mutex evaluate_mu_;           // one Evaluate at a time
   mutable std::mutex findings_mu_;   // current_

@@ -20,7 +20,7 @@ struct RetransmitEvent {
 };
 
 using Event = std::variant<imds_connect_event, EstablishedEvent, imds_request_event, imds_response_event,
-                           imds_close_event, RetransmitEvent, imds_parse_error_event>;
+                           imds_close_event, RetransmitEvent, imds_parse_error_event, imds_ttl_drop_event>;
 
 enum class DecodeError { kNone, kTooShort, kUnknownType, kBadLength };
 std::string_view ToString(DecodeError error);

@@ -40,7 +40,7 @@ class Pipeline {
   PodStore* pods() { return pods_.get(); }
   const std::string& cgroup_root() const { return cgroup_root_; }
   uint64_t decode_errors(DecodeError e) const { return decode_errors_[static_cast<int>(e)]; }
-  uint64_t events(uint8_t type) const { return type < 8 ? events_[type].load() : 0; }
+  uint64_t events(uint8_t type) const { return type < 16 ? events_[type].load() : 0; }
 
  private:
   Pipeline() = default;
@@ -53,7 +53,7 @@ class Pipeline {
   std::unique_ptr<CallTracker> tracker_;
   std::unique_ptr<Probes> probes_;
   std::atomic<uint64_t> decode_errors_[4] = {};
-  std::atomic<uint64_t> events_[8] = {};
+  std::atomic<uint64_t> events_[16] = {};
 };
 
 }  // namespace imdswatch

@@ -26,11 +26,12 @@ struct PodInfo {
   // in an annotation, and that is the uid their cgroups carry.
   std::string static_uid;
   std::map<std::string, std::string> containers;  // container id (64 hex, no runtime prefix) -> name
+  std::vector<std::string> ips;  // status.podIPs; empty for hostNetwork pods (they share the node's)
 
   bool operator==(const PodInfo& other) const {
     return uid == other.uid && namespace_name == other.namespace_name && name == other.name &&
            workload == other.workload && workload_kind == other.workload_kind && static_uid == other.static_uid &&
-           containers == other.containers;
+           containers == other.containers && ips == other.ips;
   }
   bool operator!=(const PodInfo& other) const { return !(*this == other); }
 };
@@ -66,6 +67,8 @@ class PodStore {
 
   // By API uid, or by a static pod's kubelet uid.
   std::optional<PodInfo> Lookup(std::string_view uid) const;
+  // The pod holding this IP (textual form as the API writes it); a scan: for rare events only.
+  std::optional<PodInfo> LookupByIp(std::string_view ip) const;
   size_t Size() const;
 
   // Changes whenever the stored content changes (not on no-op updates, which

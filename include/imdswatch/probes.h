@@ -21,6 +21,7 @@ struct ProbeOptions {
   std::vector<Endpoint> endpoints;
   std::string cgroup_root;
   uint32_t ringbuf_bytes = 1u << 20;
+  bool watch_forwarding = true;  // kfree_skb: metadata replies dying in this node's forwarding path
 };
 
 class Probes {

@@ -42,7 +42,7 @@ std::string ReadFile(const std::string& path) {
 
 // A pod known to the API stand-in, with one container's cgroup.
 struct Pod {
-  std::string name, ns, uid, container_id, container, workload;
+  std::string name, ns, uid, container_id, container, workload, ip;
   std::unique_ptr<Cgroup> cgroup;
   std::string netns;
   std::map<std::string, std::string> Labels() const {
@@ -163,6 +163,7 @@ class PipelineTest : public ::testing::Test {
     pod.container_id = RandomHex(64);
     pod.container = "app";
     pod.netns = topology_->NetnsPath("p" + std::to_string(pod_index));
+    pod.ip = "10.77." + std::to_string(pod_index) + ".2";
     pod.cgroup = std::make_unique<Cgroup>(KubeletCgroupPath(pod.uid, pod.container_id));
     if (publish) Publish(pod);
     return pod;
@@ -174,6 +175,7 @@ class PipelineTest : public ::testing::Test {
                          "--namespace", pod.ns, "--uid", pod.uid, "--node", kNode, "--container",
                          pod.container + "=containerd://" + pod.container_id, "--owner-kind", "ReplicaSet",
                          "--owner-name", pod.workload + "-5d8f7c9b4", "--label", "pod-template-hash=5d8f7c9b4",
+                         "--pod-ip", pod.ip,
                          "--out", *work_ + "/pods/" + pod.uid + ".json"},
                         {}, std::chrono::seconds(10), &out);
     ASSERT_EQ(rc, 0) << out;
@@ -500,6 +502,22 @@ TEST_F(PipelineTest, DiagnosesHopLimitOnlyBehindTheExtraHop) {
             std::string::npos);
 }
 
+TEST_F(PipelineTest, HopLimitIsProvenByTheNodeDroppingTheReply) {
+  StartImds({"--token-reply-ttl", "1"});
+  Pod sick = MakePod("v2only", 1);
+  WaitUntilKnown(sick);
+  // a client that never falls back to IMDSv1: only the node's drop can prove the cause
+  RunIn(sick, {"curl", "-sS", "--max-time", "1", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+               "http://169.254.169.254/latest/api/token"});
+  auto s = WaitForDiagnosis(sick, "hop_limit");
+  EXPECT_EQ(SumOf(s, "imds_diagnosis", With(sick.Labels(), {{"kind", "hop_limit"}})), 1);
+  EXPECT_GE(SumOf(s, "imdswatch_events_total", {{"type", "ttl_drop"}}), 1);
+  std::string doctor;
+  EXPECT_EQ(Doctor(&doctor, /*json=*/true), 1);
+  EXPECT_NE(doctor.find("ttl_exceeded_drops"), std::string::npos) << doctor;
+  EXPECT_NE(doctor.find("proven"), std::string::npos) << doctor;
+}
+
 TEST_F(PipelineTest, DiagnosesRefreshStormAndServesTheLifetime) {
   StartImds();
   Pod storm = MakePod("stormy", 1);
@@ -610,7 +628,7 @@ TEST_F(PipelineTest, SelfHealthIsExported) {
   EXPECT_EQ(CountOf(s, "imdswatch_map_capacity", {{"map", "connections"}}), 1u);
   std::string body;
   EXPECT_EQ(HttpGet(agent_->Url("/healthz"), &body), 200);
-  EXPECT_NE(body.find("5 programs attached"), std::string::npos) << body;
+  EXPECT_NE(body.find("6 programs attached"), std::string::npos) << body;
 }
 
 }  // namespace
