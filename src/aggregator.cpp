@@ -1,5 +1,7 @@
 #include "imdswatch/aggregator.h"
 
+#include "imdswatch/series_owner.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -180,32 +182,10 @@ struct Aggregator::Retired {
   std::optional<std::chrono::steady_clock::time_point> orphan_since;  // no live owner shares the labels
 };
 
-size_t Aggregator::KeyHash::operator()(const Key& key) const {
-  uint64_t a = 0, b = 0;
-  std::memcpy(&a, key.comm.data(), 8);
-  std::memcpy(&b, key.comm.data() + 8, 8);
-  uint64_t h = key.cgroup_id * 0x9E3779B97F4A7C15ull;
-  h ^= (a + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2));
-  h ^= (b + 0x85EBCA77C2B2AE63ull + (h << 6) + (h >> 2));
-  return static_cast<size_t>(h ^ (h >> 29));
-}
 
 namespace {
 
-Aggregator::Key MakeKey(uint64_t cgroup_id, std::string_view comm) {
-  Aggregator::Key key;
-  key.cgroup_id = cgroup_id;
-  const size_t nul = comm.find('\0');
-  const size_t n = std::min({comm.size(), nul, key.comm.size()});
-  std::memcpy(key.comm.data(), comm.data(), n);
-  return key;
-}
 
-std::string_view CommOf(const Aggregator::Key& key) {
-  size_t n = 0;
-  while (n < key.comm.size() && key.comm[n] != '\0') n++;
-  return {key.comm.data(), n};
-}
 
 }  // namespace
 
@@ -214,7 +194,7 @@ Aggregator::Aggregator(Resolver resolver) : resolver_(std::move(resolver)) {}
 Aggregator::~Aggregator() = default;
 
 Aggregator::Owner* Aggregator::FindOrCreate(uint64_t cgroup_id, std::string_view comm) {
-  const Key key = MakeKey(cgroup_id, comm);
+  const Key key = MakeOwnerKey(cgroup_id, comm);
   if (last_owner_ && last_owner_->key == key) return last_owner_;
   auto it = owners_.find(key);
   if (it == owners_.end()) {
@@ -261,65 +241,16 @@ size_t Aggregator::OwnerCount() const {
 
 size_t Aggregator::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& alive,
                               std::chrono::steady_clock::time_point now, std::chrono::seconds ttl) {
-  std::vector<uint64_t> cgroups;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cgroups.reserve(owners_.size());
-    for (const auto& [key, owner] : owners_) cgroups.push_back(key.cgroup_id);
-  }
-  std::sort(cgroups.begin(), cgroups.end());
-  cgroups.erase(std::unique(cgroups.begin(), cgroups.end()), cgroups.end());
-  std::vector<bool> is_alive(cgroups.size());
-  for (size_t i = 0; i < cgroups.size(); i++) is_alive[i] = alive(cgroups[i]);
-
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t dropped = 0;
-  for (auto it = owners_.begin(); it != owners_.end();) {
-    Owner& owner = *it->second;
-    const auto pos = std::lower_bound(cgroups.begin(), cgroups.end(), owner.key.cgroup_id);
-    if (pos == cgroups.end() || *pos != owner.key.cgroup_id) {  // created after the check: next time
-      ++it;
-      continue;
-    }
-    if (is_alive[static_cast<size_t>(pos - cgroups.begin())]) {
-      owner.gone_since.reset();
-      ++it;
-      continue;
-    }
-    if (!owner.gone_since) owner.gone_since = now;
-    if (now - *owner.gone_since <= ttl) {
-      ++it;
-      continue;
-    }
+  size_t dropped = ExpireGoneOwners(mu_, owners_, alive, now, ttl, [this](Owner& owner) {
     if (owner.exported) {
       std::unique_ptr<Retired>& retired = retired_[*owner.exported];
       if (!retired) retired = std::make_unique<Retired>();
       retired->stats.Merge(owner.stats);
     }
     if (last_owner_ == &owner) last_owner_ = nullptr;
-    it = owners_.erase(it);
-    dropped++;
-  }
-
-  // Retired counts live on while a live owner is exported under the same
-  // labels, and for ttl after the last one goes.
-  if (!retired_.empty()) {
-    std::set<Workload> live;
-    for (const auto& [key, owner] : owners_)
-      if (owner->exported) live.insert(*owner->exported);
-    for (auto it = retired_.begin(); it != retired_.end();) {
-      Retired& retired = *it->second;
-      if (live.count(it->first)) {
-        retired.orphan_since.reset();
-      } else if (!retired.orphan_since) {
-        retired.orphan_since = now;
-      } else if (now - *retired.orphan_since > ttl) {
-        it = retired_.erase(it);
-        continue;
-      }
-      ++it;
-    }
-  }
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  PruneRetired(retired_, owners_, now, ttl);
   return dropped;
 }
 
@@ -329,12 +260,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-void AddWorkloadLabels(ClientMetric& m, const Workload& w) {
-  m.label.push_back({"namespace", w.namespace_name});
-  m.label.push_back({"workload", w.workload});
-  m.label.push_back({"pod", w.pod});
-  m.label.push_back({"container", w.container});
-}
 
 std::string Str(std::string_view s) { return std::string(s); }
 
@@ -360,14 +285,7 @@ std::vector<prometheus::MetricFamily> Aggregator::Collect() const {
   std::map<Workload, Stats> merged;
   std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
   for (Snapshot& s : owners) {
-    Workload labels;
-    try {
-      if (resolver_) labels = resolver_(s.key.cgroup_id, CommOf(s.key));
-    } catch (const std::exception&) {
-      labels = Workload{};
-    }
-    if (labels.namespace_name.empty() && labels.workload.empty() && labels.pod.empty() && labels.container.empty())
-      labels.workload = Str(CommOf(s.key));  // never an all-empty label set
+    Workload labels = LabelOwner(resolver_, s.key);
     if (!s.exported || !(*s.exported == labels))
       relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
     merged[std::move(labels)].Merge(s.stats);

@@ -1,5 +1,7 @@
 #include "imdswatch/diagnoser.h"
 
+#include "imdswatch/series_owner.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -217,15 +219,6 @@ struct Diagnoser::Retired {
   std::optional<SteadyTime> orphan_since;  // no live owner shares the labels
 };
 
-size_t Diagnoser::KeyHash::operator()(const Key& key) const {
-  uint64_t a = 0, b = 0;
-  std::memcpy(&a, key.comm.data(), 8);
-  std::memcpy(&b, key.comm.data() + 8, 8);
-  uint64_t h = key.cgroup_id * 0x9E3779B97F4A7C15ull;
-  h ^= (a + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2));
-  h ^= (b + 0x85EBCA77C2B2AE63ull + (h << 6) + (h >> 2));
-  return static_cast<size_t>(h ^ (h >> 29));
-}
 
 // ---- Free functions ----------------------------------------------------------------
 
@@ -297,20 +290,7 @@ DiagnoserClock DiagnoserClock::System() {
 
 namespace {
 
-Diagnoser::Key MakeKey(uint64_t cgroup_id, std::string_view comm) {
-  Diagnoser::Key key;
-  key.cgroup_id = cgroup_id;
-  const size_t nul = comm.find('\0');
-  const size_t n = std::min({comm.size(), nul, key.comm.size()});
-  std::memcpy(key.comm.data(), comm.data(), n);
-  return key;
-}
 
-std::string_view CommOf(const Diagnoser::Key& key) {
-  size_t n = 0;
-  while (n < key.comm.size() && key.comm[n] != '\0') n++;
-  return {key.comm.data(), n};
-}
 
 std::chrono::steady_clock::duration BucketWidth(std::chrono::seconds window) {
   const auto w = std::max(window, std::chrono::seconds(1));
@@ -339,7 +319,7 @@ int64_t Diagnoser::BucketIndex(SteadyTime t) const {
 }
 
 Diagnoser::Owner* Diagnoser::FindOrCreate(uint64_t cgroup_id, std::string_view comm) {
-  const Key key = MakeKey(cgroup_id, comm);
+  const Key key = MakeOwnerKey(cgroup_id, comm);
   if (last_owner_ && last_owner_->key == key) return last_owner_;
   auto it = owners_.find(key);
   if (it == owners_.end()) {
@@ -463,17 +443,6 @@ size_t Diagnoser::OwnerCount() const {
 
 namespace {
 
-Workload Label(const Diagnoser::Resolver& resolver, const Diagnoser::Key& key) {
-  Workload labels;
-  try {
-    if (resolver) labels = resolver(key.cgroup_id, CommOf(key));
-  } catch (const std::exception&) {
-    labels = Workload{};
-  }
-  if (labels.namespace_name.empty() && labels.workload.empty() && labels.pod.empty() && labels.container.empty())
-    labels.workload = std::string(CommOf(key));  // never an all-empty label set
-  return labels;
-}
 
 // ---- Judging ---------------------------------------------------------------------
 
@@ -791,7 +760,7 @@ std::vector<Finding> Diagnoser::Evaluate() {
   // Label and merge without the lock: the resolver may be slow.
   std::map<Workload, WorkloadTally> merged;
   for (const Snapshot& s : snapshots) {
-    WorkloadTally& w = merged[Label(resolver_, s.key)];
+    WorkloadTally& w = merged[LabelOwner(resolver_, s.key)];
     w.tally.Add(s.w.tally);
     if (s.w.last_fetch && (!w.last_fetch || *s.w.last_fetch > *w.last_fetch)) {
       w.last_fetch = s.w.last_fetch;
@@ -856,63 +825,16 @@ std::string Diagnoser::CurrentJson() const { return FindingsJson(Current()); }
 
 size_t Diagnoser::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& alive, SteadyTime now,
                              std::chrono::seconds ttl) {
-  std::vector<uint64_t> cgroups;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cgroups.reserve(owners_.size());
-    for (const auto& [key, owner] : owners_) cgroups.push_back(key.cgroup_id);
-  }
-  std::sort(cgroups.begin(), cgroups.end());
-  cgroups.erase(std::unique(cgroups.begin(), cgroups.end()), cgroups.end());
-  std::vector<bool> is_alive(cgroups.size());
-  for (size_t i = 0; i < cgroups.size(); i++) is_alive[i] = alive(cgroups[i]);
-
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t dropped = 0;
-  for (auto it = owners_.begin(); it != owners_.end();) {
-    Owner& owner = *it->second;
-    const auto pos = std::lower_bound(cgroups.begin(), cgroups.end(), owner.key.cgroup_id);
-    if (pos == cgroups.end() || *pos != owner.key.cgroup_id) {  // created after the check: next time
-      ++it;
-      continue;
-    }
-    if (is_alive[static_cast<size_t>(pos - cgroups.begin())]) {
-      owner.gone_since.reset();
-      ++it;
-      continue;
-    }
-    if (!owner.gone_since) owner.gone_since = now;
-    if (now - *owner.gone_since <= ttl) {
-      ++it;
-      continue;
-    }
+  size_t dropped = ExpireGoneOwners(mu_, owners_, alive, now, ttl, [this](Owner& owner) {
     if (owner.exported && owner.intervals.count > 0) {
       std::unique_ptr<Retired>& retired = retired_[*owner.exported];
       if (!retired) retired = std::make_unique<Retired>();
       retired->intervals.Merge(owner.intervals);
     }
     if (last_owner_ == &owner) last_owner_ = nullptr;
-    it = owners_.erase(it);
-    dropped++;
-  }
-
-  if (!retired_.empty()) {
-    std::set<Workload> live;
-    for (const auto& [key, owner] : owners_)
-      if (owner->exported) live.insert(*owner->exported);
-    for (auto it = retired_.begin(); it != retired_.end();) {
-      Retired& retired = *it->second;
-      if (live.count(it->first)) {
-        retired.orphan_since.reset();
-      } else if (!retired.orphan_since) {
-        retired.orphan_since = now;
-      } else if (now - *retired.orphan_since > ttl) {
-        it = retired_.erase(it);
-        continue;
-      }
-      ++it;
-    }
-  }
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  PruneRetired(retired_, owners_, now, ttl);
   return dropped;
 }
 
@@ -924,12 +846,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-void AddWorkloadLabels(ClientMetric& m, const Workload& w) {
-  m.label.push_back({"namespace", w.namespace_name});
-  m.label.push_back({"workload", w.workload});
-  m.label.push_back({"pod", w.pod});
-  m.label.push_back({"container", w.container});
-}
 
 }  // namespace
 
@@ -961,7 +877,7 @@ std::vector<prometheus::MetricFamily> Diagnoser::Collect() const {
   std::map<Workload, Merged> merged;
   std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
   for (Snapshot& s : owners) {
-    Workload labels = Label(resolver_, s.key);
+    Workload labels = LabelOwner(resolver_, s.key);
     if (!s.exported || !(*s.exported == labels))
       relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
     Merged& m = merged[std::move(labels)];

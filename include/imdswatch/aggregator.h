@@ -26,6 +26,7 @@
 #include <prometheus/metric_family.h>
 
 #include "imdswatch/call.h"
+#include "imdswatch/series_owner.h"
 
 namespace imdswatch {
 
@@ -68,15 +69,8 @@ class Aggregator : public prometheus::Collectable {
   size_t OwnerCount() const;
   uint64_t DroppedRecords() const { return dropped_records_.load(std::memory_order_relaxed); }
 
-  // An owner's identity; public only so the .cpp's helpers can name it.
-  struct Key {
-    uint64_t cgroup_id = 0;
-    std::array<char, kCommLen> comm{};
-    bool operator==(const Key& other) const { return cgroup_id == other.cgroup_id && comm == other.comm; }
-  };
-  struct KeyHash {
-    size_t operator()(const Key& key) const;
-  };
+  using Key = OwnerKey;
+  using KeyHash = OwnerKeyHash;
 
  private:
   struct Stats;  // all counts of one owner, or of one label set

@@ -42,6 +42,7 @@
 #include <prometheus/metric_family.h>
 
 #include "imdswatch/call.h"
+#include "imdswatch/series_owner.h"
 #include "imdswatch/call_tracker.h"
 
 namespace imdswatch {
@@ -215,15 +216,8 @@ class Diagnoser : public prometheus::Collectable {
   uint64_t MalformedExpirations() const { return malformed_expirations_.load(std::memory_order_relaxed); }
   const DiagnosisThresholds& thresholds() const { return thresholds_; }
 
-  // An owner's identity; public only so the .cpp's helpers can name it.
-  struct Key {
-    uint64_t cgroup_id = 0;
-    std::array<char, kCommLen> comm{};
-    bool operator==(const Key& other) const { return cgroup_id == other.cgroup_id && comm == other.comm; }
-  };
-  struct KeyHash {
-    size_t operator()(const Key& key) const;
-  };
+  using Key = OwnerKey;
+  using KeyHash = OwnerKeyHash;
 
  private:
   struct Bucket;             // one time bucket of an owner's window
