@@ -7,7 +7,7 @@ packages=(
   prometheus-cpp-dev libcivetweb-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcurl4-openssl-dev
   libcli11-dev libgtest-dev libgmock-dev
   # tests and demo: namespaces, real metadata clients
-  iproute2 curl python3 python3-botocore ruby ruby-aws-sdk-core libcap2-bin
+  iproute2 curl python3 python3-botocore ruby ruby-aws-sdk-core libcap2-bin prometheus python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do

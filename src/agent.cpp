@@ -10,6 +10,7 @@
 #include "imdswatch/event_loop.h"
 #include "imdswatch/http_server.h"
 #include "imdswatch/pipeline.h"
+#include "imdswatch/process_stats.h"
 #include "imdswatch/self_health.h"
 #include "imdswatch/trace_printer.h"
 
@@ -134,6 +135,14 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
                   out.push_back({{{"reason", reason}}, static_cast<double>(count)});
                 return out;
               });
+  health->Add("process_cpu_seconds_total", "CPU time of the agent (user and system), seconds", K::kCounter,
+              [] { return One(ReadProcessStats().cpu_seconds); });
+  health->Add("process_resident_memory_bytes", "Resident memory of the agent, bytes", K::kGauge,
+              [] { return One(ReadProcessStats().resident_bytes); });
+  health->Add("process_open_fds", "Open file descriptors of the agent", K::kGauge,
+              [] { return One(ReadProcessStats().open_fds); });
+  health->Add("process_start_time_seconds", "Start time of the agent since the epoch, seconds", K::kGauge,
+              [] { return One(ReadProcessStats().start_time_seconds); });
   if (KubePodWatcher* kube = p->kube()) {
     health->Add("imdswatch_kube_api_up", "1 while the Kubernetes API watch is connected", K::kGauge,
                 [kube] { return One(kube->Up() ? 1 : 0); });

@@ -22,7 +22,8 @@ namespace imdswatch {
 const std::vector<CapabilityNeed>& RequiredCapabilities() {
   static const std::vector<CapabilityNeed> needs = {
       {CAP_BPF, "CAP_BPF", "create maps and load programs"},
-      {CAP_PERFMON, "CAP_PERFMON", "programs that read kernel time and socket state"},
+      {CAP_PERFMON, "CAP_PERFMON",
+       "load the HTTP parsers (pointer arithmetic the verifier allows only with it) and the kfree_skb tracepoint"},
       {CAP_NET_ADMIN, "CAP_NET_ADMIN",
        "load and attach cgroup_skb, sockops and cgroup/connect programs (network program types)"},
       {CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE",

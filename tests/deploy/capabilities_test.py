@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""The agent runs, for real, with only what the DaemonSet grants (CTest: deploy_capabilities, label kernel).
+
+The agent is started from the DaemonSet's own container spec: its args (listen address moved to a free
+loopback port, --cgroup-root to where the test mounts the host cgroup tree), its NODE_NAME, and its
+securityContext emulated: uid 0 with exactly the added capabilities in the bounding, effective, permitted and
+inheritable sets, no_new_privs (allowPrivilegeEscalation: false), a read-only root filesystem, and the two
+hostPath volumes as read-only bind mounts (cgroup tree; /sys/kernel/btf over itself), in a private mount
+namespace. Then:
+
+- the probe paths of the DaemonSet answer 200 on its port, /healthz with every program attached (the five
+  cgroup programs and the raw_tp/kfree_skb tracepoint, which the agent would skip with a warning);
+- /proc shows the process holds exactly those capabilities and no_new_privs;
+- an IMDSv2 token PUT and two credential GETs by curl to a loopback metadata stand-in (tests/fixtures/
+  imds_standin.py, watched with --endpoint) are counted on the ServiceMonitor's metrics path;
+- each capability is needed: the BPF object loads (bpftool) with the three, and the kernel refuses it
+  without any one of them.
+
+Without root/BPF it is skipped (exit 77), or fails with CI=true.
+"""
+import os
+import re
+import shutil
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import deploylib as d  # noqa: E402
+import kernellib as k  # noqa: E402
+
+from check_manifests import container, parse_args  # noqa: E402
+
+NODE = "node-cap"
+
+
+class CapabilitiesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        docs = d.render_kustomize_python(d.DEPLOY)
+        cls.ds, cls.c = container(docs)
+        cls.sm = d.find(docs, "ServiceMonitor", "imdswatch")
+        sc = cls.c["securityContext"]
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        cls.caps = [k.k8s_cap_name(c) for c in sc["capabilities"]["add"]]
+        cls.cleanup = k.Cleanup().__enter__()
+        try:
+            cls._start()
+        except BaseException:
+            cls.cleanup.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cleanup.__exit__(None, None, None)
+
+    @classmethod
+    def _start(cls):
+        c = cls.cleanup
+        cls.work = c.tempdir("imdswatch-caps-")
+        # metadata stand-in on loopback, Kubernetes API stand-in with no pods
+        cls.imds_port = k.free_port()
+        ready = os.path.join(cls.work, "imds.ready")
+        cls.imds = k.Proc([k.PY, os.path.join(k.FIXTURES, "imds_standin.py"), "--listen",
+                           f"127.0.0.1:{cls.imds_port}", "--ready-file", ready],
+                          log=os.path.join(cls.work, "imds.log"), cleanup=c)
+        k.wait_for(lambda: os.path.exists(ready), 10, "the metadata stand-in")
+        pods = os.path.join(cls.work, "pods")
+        os.mkdir(pods)
+        cls.kube_port = k.free_port()
+        kready = os.path.join(cls.work, "kube.ready")
+        cls.kube = k.Proc([k.PY, os.path.join(k.FIXTURES, "kube_api_standin.py"), "--pods-dir", pods, "--listen",
+                           f"127.0.0.1:{cls.kube_port}", "--ready-file", kready],
+                          log=os.path.join(cls.work, "kube.log"), cleanup=c)
+        k.wait_for(lambda: os.path.exists(kready), 10, "the Kubernetes API stand-in")
+
+        # the DaemonSet's container, adapted to this machine
+        volumes = {v["name"]: v for v in cls.ds["spec"]["template"]["spec"]["volumes"]}
+        cls.mounts = []  # (host path, path in the "container")
+        for m in cls.c["volumeMounts"]:
+            assert m["readOnly"] is True
+            host = volumes[m["name"]]["hostPath"]["path"]
+            if host == "/sys/fs/cgroup":
+                host = k.cgroup2_root()  # the v2 mount, wherever this machine has it
+            target = m["mountPath"]
+            if target.startswith("/host/"):
+                target = os.path.join(cls.work, "root", target.lstrip("/"))
+                os.makedirs(target)
+            cls.mounts.append((host, target, m["mountPath"]))
+        args = parse_args(cls.c["args"])
+        cls.port = k.free_port()
+        argv = [d.agent_binary()]
+        for flag, value in args.items():
+            if flag == "--web.listen-address":
+                value = f"127.0.0.1:{cls.port}"
+            elif flag == "--cgroup-root":
+                value = next(t for _, t, m in cls.mounts if m == value)
+            argv += [flag] if value is None else [f"{flag}={value}"]
+        argv += [f"--kube-api-server=http://127.0.0.1:{cls.kube_port}", f"--endpoint=127.0.0.1:{cls.imds_port}"]
+        env = {}
+        for e in cls.c["env"]:
+            if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                env[e["name"]] = NODE
+        assert "NODE_NAME" in env
+        # private mount namespace: read-only binds of the hostPath volumes, read-only root, then the caps
+        script = ["set -e"]
+        for host, target, _ in cls.mounts:
+            script += [f"mount --bind '{host}' '{target}'", f"mount -o remount,bind,ro '{target}'"]
+        if cls.c["securityContext"]["readOnlyRootFilesystem"]:
+            script.append("mount -o remount,bind,ro /")
+        script.append('exec "$@"')
+        cls.argv = argv
+        cls.agent = k.Proc(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script),
+                            "sh"] + k.capsh_exactly(cls.caps, argv),
+                           log=os.path.join(cls.work, "agent.log"), env=env, cleanup=c)
+        base = f"http://127.0.0.1:{cls.port}"
+        readiness = cls.c["readinessProbe"]["httpGet"]["path"]
+        try:
+            k.wait_for(lambda: not cls.agent.running() or k.http_get(base + readiness)[0] == 200, 30,
+                       "the agent's readiness probe")
+        except TimeoutError:
+            raise AssertionError("agent not ready:\n" + cls.agent.log())
+        if not cls.agent.running():
+            raise AssertionError("agent exited:\n" + cls.agent.log())
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def test_caps_are_the_three_documented(self):
+        self.assertEqual(sorted(self.caps), ["cap_bpf", "cap_net_admin", "cap_perfmon"])
+
+    def test_probes_answer(self):
+        for name in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = self.c[name]["httpGet"]
+            with self.subTest(probe=name):
+                ports = {p["name"]: p["containerPort"] for p in self.c["ports"]}
+                self.assertEqual(ports[probe["port"]], 10169)
+                status, body = k.http_get(self.url(probe["path"]))
+                self.assertEqual(status, 200, body)
+        # every program attached: the five cgroup programs and, where the kernel has it, the raw_tp/kfree_skb
+        # tracepoint (optional to the agent, so check its log does not say it was skipped)
+        status, body = k.http_get(self.url("/healthz"))
+        m = re.search(r"(\d+) programs attached", body)
+        self.assertTrue(m, body)
+        log = self.agent.log()
+        self.assertEqual(int(m.group(1)), len(re.findall(r"\battached \S+:\S+ at ", log)), log)
+        self.assertGreaterEqual(int(m.group(1)), 5)
+        self.assertNotIn("not attached", log)
+        print(f"\n  {body.strip()} with {self.caps}", end=" ", flush=True)
+
+    def test_process_holds_exactly_the_capabilities(self):
+        status = k.proc_status(self.agent.pid)
+        self.assertEqual(os.readlink(f"/proc/{self.agent.pid}/exe"), os.path.realpath(d.agent_binary()))
+        want = k.cap_mask(self.caps)
+        for field in ("CapEff", "CapPrm", "CapBnd"):
+            self.assertEqual(int(status[field], 16), want, f"{field} {status[field]}")
+        self.assertEqual(int(status["CapAmb"], 16), 0)
+        self.assertEqual(status["NoNewPrivs"].strip(), "1")
+        self.assertEqual(status["Uid"].split()[0], "0")
+        # the host mounts really are read-only for it, and so is its root
+        with open(f"/proc/{self.agent.pid}/mountinfo") as f:
+            mountinfo = [line.split() for line in f]
+        for _, target, _ in self.mounts:
+            opts = [m[5] for m in mountinfo if m[4] == target]
+            self.assertTrue(opts and opts[-1].split(",")[0] == "ro", f"{target}: {opts}")
+        root = [m[5] for m in mountinfo if m[4] == "/"]
+        self.assertEqual(root[-1].split(",")[0], "ro")
+
+    def test_counts_a_metadata_call(self):
+        base = f"http://127.0.0.1:{self.imds_port}"
+        token = k.run(["curl", "-sS", "--noproxy", "*", "-X", "PUT", "-H",
+                       "X-aws-ec2-metadata-token-ttl-seconds: 60", base + "/latest/api/token"]).stdout.strip()
+        self.assertTrue(token)
+        for path in ("/latest/meta-data/iam/security-credentials/",
+                     "/latest/meta-data/iam/security-credentials/imdswatch-test-role"):
+            k.run(["curl", "-sS", "--noproxy", "*", "-o", "/dev/null", "-H", "X-aws-ec2-metadata-token: " + token,
+                   base + path])
+        path = self.sm["spec"]["endpoints"][0]["path"]
+
+        def counted():
+            status, body = k.http_get(self.url(path))
+            s = k.parse_metrics(body) if status == 200 else []
+            return s if k.total(s, "imds_requests_total", client="curl", version="v2") >= 3 else None
+
+        try:
+            samples = k.wait_for(counted, 10, "the three calls in /metrics")
+        except TimeoutError:
+            raise AssertionError("not counted:\n" + k.http_get(self.url(path))[1] + self.agent.log())
+        for call in ("token", "credentials_list", "credentials"):
+            self.assertEqual(k.total(samples, "imds_requests_total", call=call, client="curl", outcome="ok"), 1, call)
+
+    def test_each_capability_is_needed(self):
+        obj = os.path.join(d.binary_dir(), "bpf", "imdswatch.bpf.o")
+        self.assertTrue(os.path.exists(obj), obj)
+        bpftool = [shutil.which("bpftool")]
+        self.assertTrue(bpftool[0], "bpftool missing")
+        fs = os.path.join(self.work, "bpffs")
+        os.makedirs(fs, exist_ok=True)
+
+        def load(caps):
+            script = f"mount -t bpf bpf '{fs}' && exec \"$@\""
+            out = k.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
+                        + k.capsh_exactly(caps, [bpftool[0], "prog", "loadall", obj, fs + "/progs"]),
+                        check=False, timeout=60)
+            return out.returncode, out.stdout + out.stderr
+
+        rc, out = load(self.caps)
+        self.assertEqual(rc, 0, "the object does not load with the DaemonSet's capabilities:\n" + out[-2000:])
+        for cap in self.caps:
+            with self.subTest(without=cap):
+                rc, out = load([c for c in self.caps if c != cap])
+                self.assertNotEqual(rc, 0, f"loads without {cap}: it would not be needed")
+                self.assertRegex(out, r"(?i)not permitted|permission|prohibited|denied", out[-1500:])
+
+
+if __name__ == "__main__":
+    why = k.unavailable(extra_tools=("bpftool",))
+    if why:
+        k.skip_or_fail(why)
+    start = time.monotonic()
+    result = unittest.main(verbosity=2, exit=False).result
+    print(f"capabilities test: {time.monotonic() - start:.1f}s")
+    sys.exit(0 if result.wasSuccessful() else 1)
