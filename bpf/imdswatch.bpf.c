@@ -27,6 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
 const volatile bool watch_forwarding = true; /* the kfree_skb hop-limit proof */
+const volatile __u8 zero_window[IMDS_SCAN_WINDOW] = {}; /* scrubs the scratch window */
 
 /* The parser calls back into this file with ctx = the skb being parsed. The
  * callbacks hand over to global functions, which the verifier checks once
@@ -534,6 +535,9 @@ static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *
 	__u64 now = sc->now;
 
 	off = imds_parse_window(skb, dir, &s->req, &s->resp, sc->buf, off, end, now);
+	/* the window may hold a token or a key: it must not outlive the parse
+	 * (one helper call, not an inlined memset on every verified path) */
+	bpf_probe_read_kernel(sc->buf, sizeof(sc->buf), (const void *)zero_window);
 	if (off >= end)
 		return;
 	sc->off = off;

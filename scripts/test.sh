@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds, and runs every test (unit
-# tests, then the kernel tests, which need root). With CI=true a kernel test
-# that cannot run is a failure, not a skip.
+# tests, then the kernel tests, which need root; the fuzz targets for a
+# bounded time each). With CI=true a kernel test that cannot run is a
+# failure, not a skip.
+#
+# Then the unit and kernel tests run again in an ASan+UBSan build
+# (build-asan/, -DIMDSWATCH_SANITIZE=ON; the kernel tests there start that
+# build's agent). Every sanitized process writes its reports under
+# build-asan/sanitizer/; any report fails the run, even one from an agent
+# that a test only stopped. IMDSWATCH_SANITIZE_TESTS=0 skips this stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -10,4 +17,27 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-deps.sh
 scripts/build.sh
-ctest --test-dir build --output-on-failure --timeout 900 "$@"
+rc=0
+ctest --test-dir build --output-on-failure --timeout 900 "$@" || rc=$?
+
+if [ "${IMDSWATCH_SANITIZE_TESTS:-1}" != 0 ]; then
+  echo "== unit and kernel tests under ASan+UBSan (build-asan/)"
+  BUILD_DIR=build-asan scripts/build.sh -DIMDSWATCH_SANITIZE=ON
+  reports="$PWD/build-asan/sanitizer"
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$reports/asan"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
+  ctest --test-dir build-asan --output-on-failure --timeout 900 -L 'unit|kernel' "$@" || rc=$?
+  if [ -n "$(ls -A "$reports")" ]; then
+    echo "sanitizer reports (build-asan/sanitizer/):" >&2
+    for f in "$reports"/*; do
+      echo "== $f" >&2
+      head -60 "$f" >&2
+    done
+    rc=1
+  else
+    echo "sanitizers: no reports"
+  fi
+fi
+exit "$rc"

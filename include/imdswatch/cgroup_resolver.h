@@ -40,6 +40,10 @@ class CgroupResolver {
   // that vanished stay resolvable while they fit in the cache, so events that
   // raced their container's exit still attribute.
   std::optional<std::string> PathOf(uint64_t id);
+  // Learns id's path from a live process's /proc/PID/cgroup (cgroup v2 line),
+  // checked against the directory's inode: cheap and exact while the caller
+  // lives, so a pod gone before the next rescan still has its path.
+  void LearnFromProcess(uint32_t pid, uint64_t id, const std::string& proc_root = "/proc");
 
   // Whether the cgroup still exists, for expiring per-cgroup series. Ids this
   // resolver cannot place (not cached, rescan throttled) read as gone.
