@@ -5,9 +5,11 @@ packages=(
   # build
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   prometheus-cpp-dev libcivetweb-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcurl4-openssl-dev
-  libcli11-dev libgtest-dev libgmock-dev libclang-rt-14-dev
+  libcli11-dev libgtest-dev libgmock-dev
   # tests and demo: namespaces, real metadata clients
   iproute2 curl python3 python3-botocore ruby ruby-aws-sdk-core libcap2-bin prometheus python3-yaml
+  # fuzzing: clang's libFuzzer and sanitizer runtimes
+  libclang-rt-14-dev
   # benchmark (bench/run.sh)
   iperf3 libbenchmark-dev linux-perf
 )
