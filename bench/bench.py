@@ -541,8 +541,8 @@ class Bench:
                      f"{r['render_lines']:,} lines)", "<= 50 ms" if n == 1000 else "(info)",
                      r["render_ms"] <= 50 if n == 1000 else None)
             self.row(sec, f"  memory of a scrape at {n:,} containers", f"state {r['rss_fed_kib'] / 1024:.1f} MiB, +"
-                     f"{(r['rss_collected_kib'] - r['rss_fed_kib']) / 1024:.1f} MiB MetricFamily objects, +"
-                     f"{(r['hwm_kib'] - r['rss_collected_kib']) / 1024:.1f} MiB text serialization", "(info)")
+                     f"{(r['rss_collected_kib'] - r['rss_fed_kib']) / 1024:.1f} MiB first Collect() (MetricFamily objects, "
+                     f"attribution caches), +{(r['hwm_kib'] - r['rss_collected_kib']) / 1024:.1f} MiB text serialization", "(info)")
         ev = ev1 - ev0
         self.row(sec, f"idle agent CPU over {t1 - t0:.0f} s (programs attached)", f"{idle_pct:.3f} % of a core"
                  + (f" ({ev:.0f} metadata events from other processes meanwhile)" if ev else ""), "<= 0.5 %", idle_pct <= 0.5)
