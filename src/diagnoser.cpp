@@ -253,6 +253,8 @@ std::optional<std::chrono::system_clock::time_point> ParseExpiration(std::string
     return std::nullopt;  // a time without a zone is ambiguous
   }
   if (!c.Done()) return std::nullopt;
+  // the clock's nanoseconds reach only year 2262: an expiry outside this range is not one
+  if (year < 1970 || year > 2200) return std::nullopt;
   if (month < 1 || month > 12 || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month) || hour > 23 ||
       minute > 59 || second > 60)
     return std::nullopt;
