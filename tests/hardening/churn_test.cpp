@@ -100,16 +100,27 @@ TEST_F(ChurnTest, ShortLivedPodsKeepMemoryFlatAndTheirSeriesExpire) {
   for (int i = 0; i < 50 && (seen = requests_seen() - requests_before) < kPods; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto s = agent.Scrape();
-  const double attributed = SumWithPrefix(s, prefix);
+  const double attributed = SumWithPrefix(s, prefix);  // less what already expired
   const double unattributed = SumOf(s, "imds_requests_total", {{"pod", ""}});
   std::printf("churn: %d pods, one call each, in %.1f s (%.0f pods/s); %.0f request events seen\n", kPods, s_all,
               kPods / s_all, seen);
   std::printf("  agent RSS: %ld KiB at start, %ld KiB after %d pods (%.1f s), %ld KiB after %d pods%s\n", rss_start,
               rss_checkpoint, kCheckpoint, s_checkpoint, rss_all, kPods,
               SanitizedBuild() ? " (ASan build, quarantine 8 MiB)" : "");
-  std::printf("  calls still exported: %.0f under their pod's uid (%zu series), %.0f under no pod\n", attributed,
-              SeriesWithPrefix(s, prefix), unattributed);
-  EXPECT_EQ(seen, kPods);
+  size_t twice = 0;
+  for (const auto& sample : s)
+    if (sample.name == "imds_requests_total" && sample.value > 1 && sample.labels.at("pod").rfind(prefix, 0) == 0) twice++;
+  std::printf("  stand-in served %llu; calls still exported: %.0f under their pod's uid (%zu series, %zu above 1), "
+              "%.0f under no pod\n",
+              static_cast<unsigned long long>(imds.Requests()), attributed, SeriesWithPrefix(s, prefix), twice,
+              unattributed);
+  std::printf("  events:");
+  for (const auto& sample : s)
+    if (sample.name == "imdswatch_events_total") std::printf(" %s=%.0f", sample.labels.at("type").c_str(), sample.value);
+  std::printf("\n");
+  // Every call seen. (At least: on a machine shared with other tests, their
+  // clients could reach this port too; in CI these are equal.)
+  EXPECT_GE(seen, kPods);
   EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "ringbuf_full"}}), 0);
 
   // Flat: what the last 1,500 pods added stays under a bound (the series of
@@ -118,14 +129,13 @@ TEST_F(ChurnTest, ShortLivedPodsKeepMemoryFlatAndTheirSeriesExpire) {
   EXPECT_LT(rss_all - rss_checkpoint, bound_kib)
       << "RSS grew " << (rss_all - rss_checkpoint) << " KiB over " << (kPods - kCheckpoint) << " pods";
 
-  // Series of gone cgroups expire (--series-ttl 2s): every series but the
-  // live pod's. The agent checks every 30 s: one check finds the cgroup gone,
-  // a later one (ttl on) drops the owner and keeps its counts under their
-  // labels, a third prunes those: up to about 90 s.
+  // Series of gone cgroups expire (--series-ttl 2s). The agent checks every
+  // 30 s: one check finds the cgroup gone, a later one (ttl on) drops the
+  // owner and keeps its counts under their labels, a third prunes those: up
+  // to about 90 s. (Calls not attributed to their pod share one series per
+  // process name with any other such caller, so only the pods' are judged.)
   started = std::chrono::steady_clock::now();
-  auto others = [&](const std::vector<Sample>& x) {
-    return CountOf(x, "imds_requests_total") - CountOf(x, "imds_requests_total", {{"pod", keeper.uid}});
-  };
+  auto others = [&](const std::vector<Sample>& x) { return SeriesWithPrefix(x, prefix); };
   s = agent.ScrapeUntil([&](const std::vector<Sample>& x) { return !x.empty() && others(x) == 0; },
                         std::chrono::seconds(100));
   const double s_expired = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -145,8 +155,11 @@ TEST_F(ChurnTest, PodGoneBeforeTheScrapeIsStillAttributed) {
   Cgroup qos("/kubepods.slice/kubepods-besteffort.slice");
   const std::string prefix = RandomHex(8);
   constexpr int kShortLived = 20;
+  // Each cgroup goes 0.2 s after its call: well before the next scrape or
+  // tick (5 s), yet not a race with the agent reading the event (a kubelet
+  // takes longer than that to tear a pod down).
   Process shell({SourceDir() + "/tests/hardening/churn.sh", CgroupRoot(), prefix, "0", std::to_string(kShortLived),
-                 imds.Url()},
+                 imds.Url(), "0.2"},
                 {.stderr_file = dir.path() + "/churn.err"});
   ASSERT_EQ(shell.Wait(std::chrono::seconds(60)), 0) << ReadFile(dir.path() + "/churn.err");
   auto s = agent.ScrapeUntil([&](const std::vector<Sample>& x) {
@@ -158,7 +171,7 @@ TEST_F(ChurnTest, PodGoneBeforeTheScrapeIsStillAttributed) {
   EXPECT_EQ(SumOf(s, "imds_requests_total"), kShortLived);
   // Known limit: the path is learnt from /proc/PID/cgroup when the agent handles the connect event; a
   // caller that exits (and whose cgroup goes) before that, on a loaded machine, keeps only its process
-  // name. Seen here: 20/20 idle, 18/20 while CI builds beside it. Most must keep their pod.
+  // name. Seen here with no linger: 20/20 idle, 18/20 while CI builds beside it. Most must keep their pod.
   EXPECT_GE(SumWithPrefix(s, prefix), kShortLived * 8 / 10) << "calls of pods already gone lost their pod";
   EXPECT_EQ(SeriesWithPrefix(s, prefix), static_cast<size_t>(SumWithPrefix(s, prefix)));
 }
