@@ -28,6 +28,9 @@ const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
 const volatile bool watch_forwarding = true; /* the kfree_skb hop-limit proof */
 const volatile __u8 zero_window[IMDS_SCAN_WINDOW] = {}; /* scrubs the scratch window */
+/* 0: wake the reader at every record (`imdswatch trace`); else the agent
+ * drains the ring on a timer and is woken only once this many bytes wait. */
+const volatile __u32 wakeup_bytes = 0;
 
 /* The parser calls back into this file with ctx = the skb being parsed. The
  * callbacks hand over to global functions, which the verifier checks once
@@ -71,6 +74,20 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
+
+/* Commits a reserved record. A wakeup per record costs more than all the
+ * rest of a metadata request's programs: its irq_work raises a self-IPI (a
+ * VM exit in a guest) and then IPIs the reader's CPU, inside the program.
+ * So records wait for the reader's drain timer, unless the ring is filling. */
+static __always_inline void submit(void *e)
+{
+	__u64 flags = 0;
+
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										       : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
 
 /* Per-CPU working area of one segment's parse, kept across tail calls (a
  * program runs to its end on one CPU without preemption). */
@@ -142,7 +159,7 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 		return;
 	}
 	fill_hdr(&e->hdr, s, type);
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 }
 
 
@@ -196,7 +213,7 @@ static __always_inline int emit_request(struct __sk_buff *skb)
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
 	__builtin_memcpy(e->path, p->path, sizeof(e->path));
 	__builtin_memcpy(e->ua, p->ua, sizeof(e->ua));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -211,7 +228,7 @@ static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, _
 	fill_hdr(&e->hdr, s, IMDS_EV_PARSE_ERROR);
 	e->reason = reason;
 	e->direction = direction;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 }
 
 static __always_inline int emit_parse_error(struct __sk_buff *skb, __u32 reason, __u32 direction)
@@ -250,7 +267,7 @@ static __always_inline int emit_response(struct __sk_buff *skb, __u64 end_ns)
 	e->flags = p->flags;
 	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
 	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }
 
@@ -330,7 +347,7 @@ static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family,
 	e->daddr[2] = family == AF_INET6 ? addr[2] : 0;
 	e->daddr[3] = family == AF_INET6 ? addr[3] : 0;
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 }
 
 SEC("cgroup/connect4")
@@ -402,7 +419,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	e->syn_rtos = s->rtos;
 	e->flags = s->close_flags | (new_state == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0);
 	e->old_state = old_state;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 }
 
 SEC("sockops")
@@ -710,6 +727,6 @@ int imds_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	e->hdr.dport = bpf_ntohs(dport);
 	e->hdr.ts_ns = bpf_ktime_get_ns();
 	__builtin_memcpy(e->daddr, daddr, sizeof(daddr));
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	return 0;
 }

@@ -2,10 +2,11 @@
 # Installs what imdswatch needs to build, test and run its demo (Debian 12).
 set -euo pipefail
 packages=(
-  # build
+  # build (prometheus-cpp only for the tests; yaml-cpp, OpenSSL, libxcrypt: --web.config.file)
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   prometheus-cpp-dev libcivetweb-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcurl4-openssl-dev
   libcli11-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev libssl-dev libcrypt-dev
   # tests and demo: namespaces, real metadata clients
   iproute2 curl python3 python3-botocore ruby ruby-aws-sdk-core libcap2-bin prometheus python3-yaml
   # fuzzing: clang's libFuzzer and sanitizer runtimes

@@ -13,6 +13,7 @@
 #include "imdswatch/process_stats.h"
 #include "imdswatch/self_health.h"
 #include "imdswatch/trace_printer.h"
+#include "imdswatch/web_security.h"
 
 namespace imdswatch {
 
@@ -187,7 +188,15 @@ int RunAgent(const AgentConfig& config) {
     return {true, "ready"};
   };
   std::string error;
-  auto server = HttpServer::Start(config.listen_address, std::move(routes), &error);
+  std::shared_ptr<WebSecurity> security;
+  if (config.web) {
+    security = WebSecurity::Create(*config.web, &error);
+    if (!security) {
+      spdlog::error("--web.config.file: {}: {}", config.web->path, error);
+      return 1;
+    }
+  }
+  auto server = HttpServer::Start(config.listen_address, std::move(routes), &error, security);
   if (!server) {
     spdlog::error("{}", error);
     return 1;
@@ -201,7 +210,8 @@ int RunAgent(const AgentConfig& config) {
   RegisterSelfHealth(self_health.get(), owned.get(), aggregator.get(), diagnoser.get());
   sink.set_pods(owned->pods());
   pipeline = owned.get();
-  spdlog::info("serving /metrics, /healthz and /readyz on {} (port {})", config.listen_address, server->port());
+  spdlog::info("serving /metrics, /healthz and /readyz on {} (port {}{})", config.listen_address, server->port(),
+               !security ? "" : security->tls() ? ", TLS" : ", plain HTTP with --web.config.file");
 
   int ticks = 0;
   EventLoop loop(
@@ -256,7 +266,8 @@ int RunTrace(const AgentConfig& config, OutputFormat output) {
   Pipeline* pipeline = nullptr;
   TraceSink sink(&pipeline, output);
   std::string error;
-  auto owned = Pipeline::Start(config, &sink, &error);
+  // a line per request as it happens: every record wakes the loop
+  auto owned = Pipeline::Start(config, &sink, &error, Delivery::kPerRecord);
   if (!owned) {
     spdlog::error("{}", error);
     return 1;
@@ -264,7 +275,8 @@ int RunTrace(const AgentConfig& config, OutputFormat output) {
   pipeline = owned.get();
   EventLoop loop(
       pipeline->probes().ringbuf_fd(), [&](const void* data, size_t size) { pipeline->OnRecord(data, size); },
-      [&] { pipeline->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs); }, kTick);
+      [&] { pipeline->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs); }, kTick,
+      std::chrono::milliseconds(0));
   bool clean = loop.Run(&error);
   if (!clean) spdlog::error("{}", error);
   return clean ? 0 : 1;

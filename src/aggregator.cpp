@@ -3,12 +3,10 @@
 #include "imdswatch/series_owner.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
-#include <exception>
-#include <limits>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -174,20 +172,13 @@ struct Aggregator::Owner {
   Key key;
   Stats stats;
   std::optional<std::chrono::steady_clock::time_point> gone_since;
-  std::shared_ptr<const Workload> exported;  // labels at the last Collect; null before
+  std::shared_ptr<const ExportedLabels> exported;  // labels at the last scrape; null before
 };
 
 struct Aggregator::Retired {
   Stats stats;
   std::optional<std::chrono::steady_clock::time_point> orphan_since;  // no live owner shares the labels
 };
-
-
-namespace {
-
-
-
-}  // namespace
 
 Aggregator::Aggregator(Resolver resolver) : resolver_(std::move(resolver)) {}
 
@@ -243,7 +234,7 @@ size_t Aggregator::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& ali
                               std::chrono::steady_clock::time_point now, std::chrono::seconds ttl) {
   size_t dropped = ExpireGoneOwners(mu_, owners_, alive, now, ttl, [this](Owner& owner) {
     if (owner.exported) {
-      std::unique_ptr<Retired>& retired = retired_[*owner.exported];
+      std::unique_ptr<Retired>& retired = retired_[owner.exported->who];
       if (!retired) retired = std::make_unique<Retired>();
       retired->stats.Merge(owner.stats);
     }
@@ -254,126 +245,60 @@ size_t Aggregator::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& ali
   return dropped;
 }
 
-namespace {
+void Aggregator::WriteMetrics(MetricsWriter& out) const {
+  const std::vector<LabelGroup<Stats>> groups = GroupByLabels<Stats>(
+      mu_, owners_, retired_, resolver_, [](const Owner&) { return true; },
+      [](Stats& merged, const Owner& owner) { merged.Merge(owner.stats); },
+      [](Stats& merged, const Retired& retired) { merged.Merge(retired.stats); });
 
-using prometheus::ClientMetric;
-using prometheus::MetricFamily;
-using prometheus::MetricType;
-
-
-std::string Str(std::string_view s) { return std::string(s); }
-
-}  // namespace
-
-std::vector<prometheus::MetricFamily> Aggregator::Collect() const {
-  struct Snapshot {
-    Key key;
-    Stats stats;
-    std::shared_ptr<const Workload> exported;
-  };
-  std::vector<Snapshot> owners;
-  std::vector<std::pair<Workload, Stats>> retired;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    owners.reserve(owners_.size());
-    for (const auto& [key, owner] : owners_) owners.push_back({key, owner->stats, owner->exported});
-    retired.reserve(retired_.size());
-    for (const auto& [labels, r] : retired_) retired.emplace_back(labels, r->stats);
-  }
-
-  // Label and merge without the lock: the resolver may be slow.
-  std::map<Workload, Stats> merged;
-  std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
-  for (Snapshot& s : owners) {
-    Workload labels = LabelOwner(resolver_, s.key);
-    if (!s.exported || !(*s.exported == labels))
-      relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
-    merged[std::move(labels)].Merge(s.stats);
-  }
-  for (auto& [labels, stats] : retired) merged[labels].Merge(stats);
-
-  if (!relabelled.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, labels] : relabelled) {
-      auto it = owners_.find(key);
-      if (it != owners_.end()) it->second->exported = std::move(labels);
-    }
-  }
-
-  MetricFamily requests{"imds_requests_total",
-                        "Instance metadata requests by call, IMDS version, outcome, HTTP status code (empty when no "
-                        "response arrived) and client SDK.",
-                        MetricType::Counter,
-                        {}};
-  MetricFamily durations{"imds_request_duration_seconds",
-                         "Time from a metadata request's first byte to its response's last byte, or to the client "
-                         "giving up.",
-                         MetricType::Histogram,
-                         {}};
-  MetricFamily connections{"imds_connections_total", "TCP connections to the metadata service by handshake outcome.",
-                           MetricType::Counter, {}};
-  MetricFamily retransmits{"imds_tcp_retransmits_total",
-                           "TCP segments retransmitted on connections to the metadata service.",
-                           MetricType::Counter,
-                           {}};
-
-  for (const auto& [labels, stats] : merged) {
+  out.Family("imds_requests_total",
+             "Instance metadata requests by call, IMDS version, outcome, HTTP status code (empty when no response "
+             "arrived) and client SDK.",
+             MetricType::kCounter);
+  for (const auto& [labels, stats] : groups) {
     for (const auto& [key, count] : stats.requests.Sorted()) {
-      ClientMetric m;
-      AddWorkloadLabels(m, labels);
       const uint32_t status = Field(key, 0, kStatusBits);
-      m.label.push_back({"call", Str(ToString(static_cast<Call>(Field(key, kCallShift, kCallBits))))});
-      m.label.push_back({"version", Str(ToString(static_cast<Version>(Field(key, kVersionShift, kVersionBits))))});
-      m.label.push_back({"outcome", Str(ToString(static_cast<Outcome>(Field(key, kOutcomeShift, kOutcomeBits))))});
-      m.label.push_back({"code", status == 0 ? std::string() : std::to_string(status)});
-      m.label.push_back({"client", Str(ToString(static_cast<Client>(Field(key, kClientShift, kClientBits))))});
-      m.counter.value = static_cast<double>(count);
-      requests.metric.push_back(std::move(m));
+      char code[8];
+      const auto end = status == 0 ? code : std::to_chars(code, code + sizeof code, status).ptr;
+      out.Sample(labels->text,
+                 {{"call", ToString(static_cast<Call>(Field(key, kCallShift, kCallBits)))},
+                  {"version", ToString(static_cast<Version>(Field(key, kVersionShift, kVersionBits)))},
+                  {"outcome", ToString(static_cast<Outcome>(Field(key, kOutcomeShift, kOutcomeBits)))},
+                  {"code", std::string_view(code, static_cast<size_t>(end - code))},
+                  {"client", ToString(static_cast<Client>(Field(key, kClientShift, kClientBits)))}},
+                 count);
     }
+  }
 
-    std::vector<const std::pair<uint8_t, Histogram>*> hists;
+  static const HistogramBounds kBounds(kDurationBuckets);
+  out.Family("imds_request_duration_seconds",
+             "Time from a metadata request's first byte to its response's last byte, or to the client giving up.",
+             MetricType::kHistogram);
+  std::vector<const std::pair<uint8_t, Histogram>*> hists;
+  for (const auto& [labels, stats] : groups) {
+    hists.clear();
     for (const auto& h : stats.hists) hists.push_back(&h);
     std::sort(hists.begin(), hists.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
     for (const auto* entry : hists) {
       const Histogram& h = entry->second;
-      ClientMetric m;
-      AddWorkloadLabels(m, labels);
-      m.label.push_back({"call", Str(ToString(static_cast<Call>(entry->first / kOutcomes)))});
-      m.label.push_back({"outcome", Str(ToString(static_cast<Outcome>(entry->first % kOutcomes)))});
-      m.histogram.sample_count = h.count;
-      m.histogram.sample_sum = h.sum;
-      uint64_t cumulative = 0;
-      for (size_t i = 0; i < kBuckets; i++) {
-        cumulative += h.counts[i];
-        const double bound =
-            i < kDurationBuckets.size() ? kDurationBuckets[i] : std::numeric_limits<double>::infinity();
-        m.histogram.bucket.push_back({cumulative, bound});
-      }
-      durations.metric.push_back(std::move(m));
+      out.Histogram(labels->text,
+                    {{"call", ToString(static_cast<Call>(entry->first / kOutcomes))},
+                     {"outcome", ToString(static_cast<Outcome>(entry->first % kOutcomes))}},
+                    kBounds, h.counts, h.count, h.sum);
     }
-
-    for (size_t i = 0; i < kConnOutcomes; i++) {
-      if (stats.connections[i] == 0) continue;
-      ClientMetric m;
-      AddWorkloadLabels(m, labels);
-      m.label.push_back({"outcome", Str(ToString(static_cast<ConnOutcome>(i)))});
-      m.counter.value = static_cast<double>(stats.connections[i]);
-      connections.metric.push_back(std::move(m));
-    }
-
-    // One series per label set, zero included, so the first retransmit is a visible increase.
-    ClientMetric m;
-    AddWorkloadLabels(m, labels);
-    m.counter.value = static_cast<double>(stats.retransmits);
-    retransmits.metric.push_back(std::move(m));
   }
 
-  std::vector<MetricFamily> out;
-  out.push_back(std::move(requests));
-  out.push_back(std::move(durations));
-  out.push_back(std::move(connections));
-  out.push_back(std::move(retransmits));
-  return out;
+  out.Family("imds_connections_total", "TCP connections to the metadata service by handshake outcome.",
+             MetricType::kCounter);
+  for (const auto& [labels, stats] : groups)
+    for (size_t i = 0; i < kConnOutcomes; i++)
+      if (stats.connections[i] != 0)
+        out.Sample(labels->text, {{"outcome", ToString(static_cast<ConnOutcome>(i))}}, stats.connections[i]);
+
+  // One series per label set, zero included, so the first retransmit is a visible increase.
+  out.Family("imds_tcp_retransmits_total", "TCP segments retransmitted on connections to the metadata service.",
+             MetricType::kCounter);
+  for (const auto& [labels, stats] : groups) out.Sample(labels->text, {}, stats.retransmits);
 }
 
 }  // namespace imdswatch

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "imdswatch/web_security.h"
+
 namespace imdswatch {
 
 bool ParseDuration(const std::string& text, std::chrono::seconds* out) {
@@ -28,17 +30,35 @@ bool ParseDuration(const std::string& text, std::chrono::seconds* out) {
 
 namespace {
 
+// Validators whose message CLI11 prefixes with the flag's name.
+CLI::Validator HttpUrl() {
+  return CLI::Validator(
+      [](const std::string& url) -> std::string {
+        if (url.rfind("https://", 0) == 0 || url.rfind("http://", 0) == 0) return "";
+        return "'" + url + "' is not an http:// or https:// URL";
+      },
+      "URL");
+}
+
+CLI::Validator NotEmpty() {
+  return CLI::Validator([](const std::string& v) -> std::string { return v.empty() ? "must not be empty" : ""; },
+                        "TEXT");
+}
+
 // Flags shared by the agent and trace: where to look and how to name it.
 void AddProbeFlags(CLI::App* app, AgentConfig* cfg, std::vector<std::string>* endpoints, bool* no_kube) {
   app->add_option("--endpoint", *endpoints,
                   "Extra metadata endpoint ADDR:PORT or [V6ADDR]:PORT to watch (repeatable); "
                   "169.254.169.254:80 and [fd00:ec2::254]:80 are always watched");
-  app->add_option("--cgroup-root", cfg->cgroup_root, "cgroup v2 mount (default: found in /proc/self/mountinfo)");
+  app->add_option("--cgroup-root", cfg->cgroup_root, "cgroup v2 mount (default: found in /proc/self/mountinfo)")
+      ->check(CLI::ExistingDirectory);
   app->add_option("--kube-api-server", cfg->kube.api_server,
-                  "Kubernetes API URL (default: in-cluster; http:// allowed when given here)");
-  app->add_option("--kube-token-file", cfg->kube.token_file, "bearer token file for the Kubernetes API");
-  app->add_option("--kube-ca-file", cfg->kube.ca_file, "CA bundle for the Kubernetes API");
-  app->add_option("--node-name", cfg->kube.node_name, "this node's name (default: $NODE_NAME)");
+                  "Kubernetes API URL (default: in-cluster; http:// allowed when given here)")
+      ->check(HttpUrl());
+  app->add_option("--kube-token-file", cfg->kube.token_file, "bearer token file for the Kubernetes API")
+      ->check(CLI::ExistingFile);
+  app->add_option("--kube-ca-file", cfg->kube.ca_file, "CA bundle for the Kubernetes API")->check(CLI::ExistingFile);
+  app->add_option("--node-name", cfg->kube.node_name, "this node's name (default: $NODE_NAME)")->check(NotEmpty());
   app->add_flag("--no-kube", *no_kube, "run without the Kubernetes API (pods named by UID)");
   app->add_option("--ringbuf-size", cfg->ringbuf_bytes, "kernel-to-agent ring buffer size in bytes")
       ->check(CLI::Range(4096u, 1u << 30));
@@ -61,6 +81,9 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
 
   AddProbeFlags(&app, &cfg, &endpoints, &no_kube);
   app.add_option("--web.listen-address", cfg.listen_address, "address for /metrics, /healthz, /readyz");
+  std::string web_config_file;
+  app.add_option("--web.config.file", web_config_file,
+                 "TLS and authentication of the endpoint (Prometheus exporter-toolkit web config format)");
   app.add_option("--series-ttl", series_ttl, "drop series of containers gone for this long (e.g. 5m)");
 
   DiagnosisThresholds& d = cfg.diagnosis;
@@ -97,7 +120,8 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   std::string duration = "60s";
   CLI::App* doctor = app.add_subcommand(
       "doctor", "name each pod's IMDS problems with the fix; exit 1 when there are any");
-  doctor->add_option("--url", command->doctor_url, "ask a running agent, e.g. http://127.0.0.1:10169");
+  doctor->add_option("--url", command->doctor_url, "ask a running agent, e.g. http://127.0.0.1:10169")
+      ->check(HttpUrl());
   doctor->add_option("--duration", duration, "without --url: watch this long first (e.g. 60s)");
   doctor->add_option("--output", output, "text|json")->check(CLI::IsMember({"text", "json"}));
   AddProbeFlags(doctor, &cfg, &endpoints, &no_kube);
@@ -152,6 +176,15 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   if (cfg.listen_address.find(':') == std::string::npos) {
     *error = "--web.listen-address: '" + cfg.listen_address + "' must be HOST:PORT or :PORT";
     return false;
+  }
+  if (!web_config_file.empty()) {
+    std::string why;
+    cfg.web = LoadWebConfig(web_config_file, &why);
+    // Loading the certificate, key and token now finds a file that is readable but wrong before anything starts.
+    if (!cfg.web || !WebSecurity::Create(*cfg.web, &why)) {
+      *error = "--web.config.file: " + web_config_file + ": " + why;
+      return false;
+    }
   }
   if (cfg.kube.enabled && cfg.kube.node_name.empty()) {
     if (const char* node = std::getenv("NODE_NAME")) cfg.kube.node_name = node;

@@ -211,7 +211,7 @@ struct Diagnoser::Owner {
   std::vector<RoleExpiry> roles;  // at most kMaxRolesPerOwner
   IntervalHistogram intervals;
   std::optional<SteadyTime> gone_since;
-  std::shared_ptr<const Workload> exported;  // labels at the last Collect; null before
+  std::shared_ptr<const ExportedLabels> exported;  // labels at the last scrape; null before
 };
 
 struct Diagnoser::Retired {
@@ -829,7 +829,7 @@ size_t Diagnoser::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& aliv
                              std::chrono::seconds ttl) {
   size_t dropped = ExpireGoneOwners(mu_, owners_, alive, now, ttl, [this](Owner& owner) {
     if (owner.exported && owner.intervals.count > 0) {
-      std::unique_ptr<Retired>& retired = retired_[*owner.exported];
+      std::unique_ptr<Retired>& retired = retired_[owner.exported->who];
       if (!retired) retired = std::make_unique<Retired>();
       retired->intervals.Merge(owner.intervals);
     }
@@ -840,116 +840,60 @@ size_t Diagnoser::ExpireGone(const std::function<bool(uint64_t cgroup_id)>& aliv
   return dropped;
 }
 
-// ---- Collect -----------------------------------------------------------------------
+// ---- Metrics ---------------------------------------------------------------------
 
-namespace {
-
-using prometheus::ClientMetric;
-using prometheus::MetricFamily;
-using prometheus::MetricType;
-
-
-}  // namespace
-
-std::vector<prometheus::MetricFamily> Diagnoser::Collect() const {
-  struct Snapshot {
-    Key key;
-    std::vector<RoleExpiry> roles;
-    IntervalHistogram intervals;
-    std::shared_ptr<const Workload> exported;
-  };
-  std::vector<Snapshot> owners;
-  std::vector<std::pair<Workload, IntervalHistogram>> retired;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    owners.reserve(owners_.size());
-    for (const auto& [key, owner] : owners_)
-      if (!owner->roles.empty() || owner->intervals.count > 0)
-        owners.push_back({key, owner->roles, owner->intervals, owner->exported});
-    retired.reserve(retired_.size());
-    for (const auto& [labels, r] : retired_) retired.emplace_back(labels, r->intervals);
-  }
-  const std::vector<Finding> findings = Current();
-  const WallTime wall_now = clock_.wall();
-
+void Diagnoser::WriteMetrics(MetricsWriter& out) const {
   struct Merged {
     IntervalHistogram intervals;
     std::map<std::string, RoleExpiry> roles;  // by role: the credentials served last
   };
-  std::map<Workload, Merged> merged;
-  std::vector<std::pair<Key, std::shared_ptr<const Workload>>> relabelled;
-  for (Snapshot& s : owners) {
-    Workload labels = LabelOwner(resolver_, s.key);
-    if (!s.exported || !(*s.exported == labels))
-      relabelled.emplace_back(s.key, std::make_shared<const Workload>(labels));
-    Merged& m = merged[std::move(labels)];
-    m.intervals.Merge(s.intervals);
-    for (RoleExpiry& r : s.roles) {
-      auto [it, inserted] = m.roles.try_emplace(r.role, r);
-      if (!inserted && r.served > it->second.served) it->second = r;
-    }
-  }
-  for (auto& [labels, h] : retired) merged[labels].intervals.Merge(h);
+  const std::vector<LabelGroup<Merged>> groups = GroupByLabels<Merged>(
+      mu_, owners_, retired_, resolver_,
+      [](const Owner& owner) { return !owner.roles.empty() || owner.intervals.count > 0; },
+      [](Merged& m, const Owner& owner) {
+        m.intervals.Merge(owner.intervals);
+        for (const RoleExpiry& r : owner.roles) {
+          auto [it, inserted] = m.roles.try_emplace(r.role, r);
+          if (!inserted && r.served > it->second.served) it->second = r;
+        }
+      },
+      [](Merged& m, const Retired& retired) { m.intervals.Merge(retired.intervals); });
+  const std::vector<Finding> findings = Current();
+  const WallTime wall_now = clock_.wall();
 
-  if (!relabelled.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, labels] : relabelled) {
-      auto it = owners_.find(key);
-      if (it != owners_.end()) it->second->exported = std::move(labels);
-    }
-  }
+  out.Family("imds_credentials_remaining_seconds",
+             "Lifetime left on the credentials last served to the workload for the role: their Expiration minus "
+             "now (negative once expired).",
+             MetricType::kGauge);
+  for (const auto& [labels, m] : groups)
+    for (const auto& [role, r] : m.roles) out.Sample(labels->text, {{"role", role}}, Seconds(r.expiry - wall_now));
 
-  MetricFamily remaining{"imds_credentials_remaining_seconds",
-                         "Lifetime left on the credentials last served to the workload for the role: their "
-                         "Expiration minus now (negative once expired).",
-                         MetricType::Gauge,
-                         {}};
-  MetricFamily intervals{"imds_credential_fetch_interval_seconds",
-                         "Time between successive successful credential fetches of a process.",
-                         MetricType::Histogram,
-                         {}};
-  MetricFamily diagnoses{"imds_diagnosis",
-                         "1 while a metadata problem is diagnosed for the workload (kind: hop_limit, "
-                         "refresh_storm, throttled, imdsv1, slow); the series disappears when it clears.",
-                         MetricType::Gauge,
-                         {}};
+  static const HistogramBounds kBounds(kFetchIntervalBuckets);
+  out.Family("imds_credential_fetch_interval_seconds",
+             "Time between successive successful credential fetches of a process.", MetricType::kHistogram);
+  for (const auto& [labels, m] : groups)
+    if (m.intervals.count > 0)
+      out.Histogram(labels->text, {}, kBounds, m.intervals.counts, m.intervals.count, m.intervals.sum);
 
-  for (const auto& [labels, m] : merged) {
-    for (const auto& [role, r] : m.roles) {
-      ClientMetric metric;
-      AddWorkloadLabels(metric, labels);
-      metric.label.push_back({"role", role});
-      metric.gauge.value = Seconds(r.expiry - wall_now);
-      remaining.metric.push_back(std::move(metric));
-    }
-    if (m.intervals.count == 0) continue;
-    ClientMetric metric;
-    AddWorkloadLabels(metric, labels);
-    metric.histogram.sample_count = m.intervals.count;
-    metric.histogram.sample_sum = m.intervals.sum;
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < kIntervalBuckets; i++) {
-      cumulative += m.intervals.counts[i];
-      const double bound =
-          i < kFetchIntervalBuckets.size() ? kFetchIntervalBuckets[i] : std::numeric_limits<double>::infinity();
-      metric.histogram.bucket.push_back({cumulative, bound});
-    }
-    intervals.metric.push_back(std::move(metric));
-  }
-
+  out.Family("imds_diagnosis",
+             "1 while a metadata problem is diagnosed for the workload (kind: hop_limit, refresh_storm, throttled, "
+             "imdsv1, slow); the series disappears when it clears.",
+             MetricType::kGauge);
+  // Findings are ordered by workload, as the groups are: reuse a group's label text where there is one.
+  auto group = groups.begin();
   for (const Finding& f : findings) {
-    ClientMetric metric;
-    AddWorkloadLabels(metric, f.who);
-    metric.label.push_back({"kind", f.kind});
-    metric.gauge.value = 1;
-    diagnoses.metric.push_back(std::move(metric));
+    while (group != groups.end() && group->labels->who < f.who) ++group;
+    if (group != groups.end() && group->labels->who == f.who) {
+      out.Sample(group->labels->text, {{"kind", f.kind}}, 1.0);
+    } else {
+      out.Sample({}, {{"namespace", f.who.namespace_name},
+                      {"workload", f.who.workload},
+                      {"pod", f.who.pod},
+                      {"container", f.who.container},
+                      {"kind", f.kind}},
+                 1.0);
+    }
   }
-
-  std::vector<MetricFamily> out;
-  out.push_back(std::move(remaining));
-  out.push_back(std::move(intervals));
-  out.push_back(std::move(diagnoses));
-  return out;
 }
 
 }  // namespace imdswatch

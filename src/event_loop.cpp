@@ -21,8 +21,11 @@ void BlockTerminationSignals() {
 }
 
 EventLoop::EventLoop(int ringbuf_fd, RecordHandler on_record, std::function<void()> tick,
-                     std::chrono::milliseconds tick_interval)
-    : on_record_(std::move(on_record)), tick_(std::move(tick)), tick_interval_(tick_interval) {
+                     std::chrono::milliseconds tick_interval, std::chrono::milliseconds drain_interval)
+    : on_record_(std::move(on_record)),
+      tick_(std::move(tick)),
+      tick_interval_(tick_interval),
+      drain_interval_(drain_interval) {
   ring_ = ring_buffer__new(ringbuf_fd, &EventLoop::OnSample, this, nullptr);
 }
 
@@ -44,6 +47,27 @@ struct Fd {
   }
 };
 
+// A periodic timerfd, or -1.
+int PeriodicTimer(std::chrono::milliseconds interval) {
+  int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (fd < 0) return -1;
+  auto ms = interval.count();
+  itimerspec spec{};
+  spec.it_interval.tv_sec = ms / 1000;
+  spec.it_interval.tv_nsec = (ms % 1000) * 1000000;
+  spec.it_value = spec.it_interval;
+  if (timerfd_settime(fd, 0, &spec, nullptr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void ReadExpirations(int fd) {
+  uint64_t expirations;
+  (void)!read(fd, &expirations, sizeof(expirations));
+}
+
 }  // namespace
 
 bool EventLoop::Run(std::string* error) {
@@ -56,25 +80,21 @@ bool EventLoop::Run(std::string* error) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   Fd sig{signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)};
-  Fd timer{timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)};
+  Fd timer{PeriodicTimer(tick_interval_)};
+  Fd drain{drain_interval_.count() > 0 ? PeriodicTimer(drain_interval_) : -1};
   Fd ep{epoll_create1(EPOLL_CLOEXEC)};
-  if (sig.fd < 0 || timer.fd < 0 || ep.fd < 0) {
+  if (sig.fd < 0 || timer.fd < 0 || (drain_interval_.count() > 0 && drain.fd < 0) || ep.fd < 0) {
     *error = std::string("event loop setup: ") + std::strerror(errno);
     return false;
   }
-  auto ms = tick_interval_.count();
-  itimerspec spec{};
-  spec.it_interval.tv_sec = ms / 1000;
-  spec.it_interval.tv_nsec = (ms % 1000) * 1000000;
-  spec.it_value = spec.it_interval;
-  timerfd_settime(timer.fd, 0, &spec, nullptr);
 
-  enum : uint64_t { kRing, kSignal, kTimer };
+  enum : uint64_t { kRing, kSignal, kTimer, kDrain };
   const struct {
     int fd;
     uint64_t tag;
-  } watched[] = {{ring_buffer__epoll_fd(ring_), kRing}, {sig.fd, kSignal}, {timer.fd, kTimer}};
+  } watched[] = {{ring_buffer__epoll_fd(ring_), kRing}, {sig.fd, kSignal}, {timer.fd, kTimer}, {drain.fd, kDrain}};
   for (const auto& w : watched) {
+    if (w.fd < 0) continue;  // no drain timer
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = w.tag;
@@ -84,8 +104,8 @@ bool EventLoop::Run(std::string* error) {
     }
   }
   for (;;) {
-    epoll_event events[3];
-    int n = epoll_wait(ep.fd, events, 3, -1);
+    epoll_event events[4];
+    int n = epoll_wait(ep.fd, events, 4, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       *error = std::string("epoll_wait: ") + std::strerror(errno);
@@ -99,15 +119,21 @@ bool EventLoop::Run(std::string* error) {
         case kSignal:
           ring_buffer__consume(ring_);  // what already arrived is still counted
           return true;
-        case kTimer: {
-          uint64_t expirations;
-          (void)!read(timer.fd, &expirations, sizeof(expirations));
+        case kDrain:
+          ReadExpirations(drain.fd);
+          ring_buffer__consume(ring_);
+          break;
+        case kTimer:
+          ReadExpirations(timer.fd);
+          ring_buffer__consume(ring_);  // the tick sees every record that arrived before it
           tick_();
           break;
-        }
       }
     }
-    if (stop_) return true;
+    if (stop_) {
+      ring_buffer__consume(ring_);  // records waiting for the drain timer still count
+      return true;
+    }
   }
 }
 

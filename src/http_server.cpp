@@ -1,29 +1,49 @@
 #include "imdswatch/http_server.h"
 
 #include <CivetServer.h>
-#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
+
+#include <string_view>
+
+#include "imdswatch/web_security.h"
 
 namespace imdswatch {
 
-std::string RenderMetrics(const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables) {
-  std::vector<prometheus::MetricFamily> families;
-  for (const auto& weak : collectables) {
-    if (auto collectable = weak.lock()) {
-      auto more = collectable->Collect();
-      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
-    }
-  }
-  return prometheus::TextSerializer().Serialize(families);
-}
-
 namespace {
 
-void Reply(mg_connection* conn, int status, const char* content_type, const std::string& body) {
+// The server's --web.config.file rules (CivetServer's user context), null without one.
+WebSecurity* SecurityOf(const mg_connection* conn) {
+  auto* server = static_cast<CivetServer*>(mg_get_user_data(mg_get_context(conn)));
+  return server ? static_cast<WebSecurity*>(const_cast<void*>(server->getUserContext())) : nullptr;
+}
+
+void Reply(mg_connection* conn, int status, const char* content_type, const std::string& body,
+           const std::string& more_headers = "") {
+  WebSecurity* security = SecurityOf(conn);
+  const std::string headers = (security ? security->ExtraHeaders() : std::string()) + more_headers;
   mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-            status, mg_get_response_code_text(conn, status), content_type, body.size());
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+            status, mg_get_response_code_text(conn, status), content_type, body.size(), headers.c_str());
   mg_write(conn, body.data(), body.size());
+}
+
+// civetweb's messages: collected while the server starts (for the error), debug-logged after (TLS handshake
+// failures of scanners and clients without the right certificate).
+thread_local std::string* startup_messages = nullptr;
+
+int LogMessage(const mg_connection*, const char* message) {
+  if (startup_messages) *startup_messages += (startup_messages->empty() ? "" : "; ") + std::string(message);
+  else spdlog::debug("http: {}", message);
+  return 1;
+}
+
+int InitSsl(void* ssl_ctx, void* user_data) {
+  auto* server = static_cast<CivetServer*>(user_data);
+  auto* security = static_cast<WebSecurity*>(const_cast<void*>(server->getUserContext()));
+  std::string error;
+  if (security->InitSsl(static_cast<SSL_CTX*>(ssl_ctx), &error)) return 1;
+  if (startup_messages) *startup_messages += error;
+  return -1;
 }
 
 class Handler : public CivetHandler {
@@ -46,28 +66,68 @@ struct HttpServer::Handlers {
 };
 
 std::unique_ptr<HttpServer> HttpServer::Start(const std::string& listen_address, HttpRoutes routes,
-                                              std::string* error) {
+                                              std::string* error, std::shared_ptr<WebSecurity> security) {
   std::string ports = listen_address;
   if (!ports.empty() && ports.front() == ':') ports = "0.0.0.0" + ports;
+  const bool tls = security && security->tls();
+  if (tls) ports += "s";  // civetweb: an https-only port
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->handlers_ = std::make_unique<Handlers>();
   server->handlers_->routes = std::move(routes);
+  server->security_ = security;
   const std::vector<std::string> options = {"listening_ports", ports, "num_threads", "4",
                                             "request_timeout_ms", "10000"};
+  CivetCallbacks callbacks;
+  callbacks.log_message = LogMessage;
+  if (tls) callbacks.init_ssl = InitSsl;
+  std::string messages;
+  startup_messages = &messages;
   try {
-    server->server_ = std::make_unique<CivetServer>(options);
+    server->server_ = std::make_unique<CivetServer>(options, &callbacks, security.get());
   } catch (const CivetException& e) {
-    *error = "cannot listen on " + listen_address + " (--web.listen-address): " + e.what() +
-             " (is the port in use?)";
+    startup_messages = nullptr;
+    *error = (tls ? "cannot serve HTTPS on " : "cannot listen on ") + listen_address +
+             (tls ? " (--web.listen-address, --web.config.file): " : " (--web.listen-address): ") +
+             (messages.empty() ? std::string(e.what()) + " (is the port in use?)" : messages);
+    if (tls && mg_check_feature(MG_FEATURES_SSL) == 0) *error += " (this civetweb was built without TLS)";
     return nullptr;
   }
+  startup_messages = nullptr;
   Handlers* h = server->handlers_.get();
+  WebSecurity* guard = security.get();
   auto add = [&](const std::string& uri, std::function<void(mg_connection*)> fn) {
+    // Probes stay open (kubelet's HTTPS probes show no certificate or token); everything else authenticates.
+    if (guard && guard->config().RequiresAuth() && uri != "/healthz" && uri != "/readyz") {
+      fn = [guard, inner = std::move(fn)](mg_connection* conn) {
+        WebSecurity::Verdict v = guard->Authorize(mg_get_header(conn, "Authorization"));
+        if (!v.ok) {
+          std::string challenges;
+          for (const std::string& c : v.challenges) challenges += "WWW-Authenticate: " + c + "\r\n";
+          Reply(conn, 401, "text/plain", "Unauthorized\n", challenges);
+          return;
+        }
+        inner(conn);
+      };
+    }
     h->handlers.push_back(std::make_unique<Handler>(std::move(fn)));
     server->server_->addHandler(uri, h->handlers.back().get());
   };
   add("/metrics", [h](mg_connection* conn) {
-    Reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(h->routes.collectables));
+    // Streamed while it is written (chunked; to an HTTP/1.0 client, up to the connection's end), so a
+    // scrape holds one piece of the text (MetricsWriter::kFlushBytes), not all of it.
+    const mg_request_info* request = mg_get_request_info(conn);
+    const bool chunked = request && request->http_version && std::string_view(request->http_version) != "1.0";
+    WebSecurity* security = SecurityOf(conn);
+    const std::string headers = security ? security->ExtraHeaders() : std::string();
+    mg_printf(conn,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n%s%s"
+              "Connection: close\r\n\r\n",
+              chunked ? "Transfer-Encoding: chunked\r\n" : "", headers.c_str());
+    const bool sent = RenderMetrics(h->routes.collectables, [conn, chunked](std::string_view text) {
+      if (chunked) return mg_send_chunk(conn, text.data(), static_cast<unsigned>(text.size())) > 0;
+      return mg_write(conn, text.data(), text.size()) == static_cast<int>(text.size());
+    });
+    if (sent && chunked) mg_send_chunk(conn, "", 0);  // the last chunk
   });
   add("/healthz", [h](mg_connection* conn) {
     HealthStatus s = h->routes.healthz();

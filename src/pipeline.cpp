@@ -6,7 +6,8 @@
 
 namespace imdswatch {
 
-std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* sink, std::string* error) {
+std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* sink, std::string* error,
+                                          Delivery delivery) {
   std::unique_ptr<Pipeline> p(new Pipeline());
   auto missing = MissingCapabilities();
   if (!missing.empty()) {
@@ -59,6 +60,7 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   probe_options.cgroup_root = p->cgroup_root_;
   probe_options.ringbuf_bytes = config.ringbuf_bytes;
   probe_options.watch_forwarding = config.watch_forwarding;
+  probe_options.delivery = delivery;
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;
   for (const auto& name : p->probes_->attached()) spdlog::info("attached {} at {}", name, p->cgroup_root_);

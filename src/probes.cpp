@@ -76,6 +76,8 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   bpf_program__set_autoattach(probes->skel_->progs.imds_egress_more, false);
   bpf_program__set_autoattach(probes->skel_->progs.imds_ingress_more, false);
   rodata->watch_forwarding = options.watch_forwarding;
+  // batched: the reader is woken early only when a quarter of the ring waits
+  rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
 
   int err = imdswatch_bpf::load(probes->skel_);
   if (err) {

@@ -3,29 +3,27 @@
 namespace imdswatch {
 
 void SelfHealth::Add(std::string name, std::string help, Kind kind, Provider provider) {
+  std::lock_guard<std::mutex> lock(mu_);
   entries_.push_back({std::move(name), std::move(help), kind, std::move(provider)});
 }
 
-std::vector<prometheus::MetricFamily> SelfHealth::Collect() const {
-  std::vector<prometheus::MetricFamily> families;
-  families.reserve(entries_.size());
+void SelfHealth::WriteMetrics(MetricsWriter& out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string labels;
   for (const Entry& entry : entries_) {
-    prometheus::MetricFamily family;
-    family.name = entry.name;
-    family.help = entry.help;
-    family.type = entry.kind == Kind::kCounter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge;
+    out.Family(entry.name, entry.help, entry.kind == Kind::kCounter ? MetricType::kCounter : MetricType::kGauge);
     for (const LabelledValue& sample : entry.provider()) {
-      prometheus::ClientMetric metric;
-      for (const auto& [name, value] : sample.labels) metric.label.push_back({name, value});
-      if (entry.kind == Kind::kCounter)
-        metric.counter.value = sample.value;
-      else
-        metric.gauge.value = sample.value;
-      family.metric.push_back(std::move(metric));
+      labels.clear();
+      for (const auto& [name, value] : sample.labels) {
+        if (!labels.empty()) labels += ',';
+        labels += name;
+        labels += "=\"";
+        AppendLabelValue(labels, value);
+        labels += '"';
+      }
+      out.Sample(labels, {}, sample.value);
     }
-    families.push_back(std::move(family));
   }
-  return families;
 }
 
 }  // namespace imdswatch

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <exception>
 
+#include "imdswatch/metrics_writer.h"
+
 namespace imdswatch {
 
 size_t OwnerKeyHash::operator()(const OwnerKey& key) const {
@@ -42,11 +44,12 @@ Workload LabelOwner(const std::function<Workload(uint64_t, std::string_view)>& r
   return labels;
 }
 
-void AddWorkloadLabels(prometheus::ClientMetric& metric, const Workload& who) {
-  metric.label.push_back({"namespace", who.namespace_name});
-  metric.label.push_back({"workload", who.workload});
-  metric.label.push_back({"pod", who.pod});
-  metric.label.push_back({"container", who.container});
+std::shared_ptr<const ExportedLabels> MakeExportedLabels(Workload who) {
+  std::string text = LabelText({{"namespace", who.namespace_name},
+                                {"workload", who.workload},
+                                {"pod", who.pod},
+                                {"container", who.container}});
+  return std::make_shared<const ExportedLabels>(ExportedLabels{std::move(who), std::move(text)});
 }
 
 }  // namespace imdswatch

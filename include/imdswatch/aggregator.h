@@ -1,12 +1,13 @@
 // Counts and times metadata calls per owner -- a (cgroup id, comm) pair --
-// and exports them to Prometheus at scrape time. Owners are labelled when
+// and writes them to /metrics at scrape time. Owners are labelled when
 // scraped, through a resolver, because a pod's names can arrive from the
 // Kubernetes API after its first calls; owners that resolve to the same
 // labels are summed into one series.
 //
-// Records come from one thread (the event loop), Collect from the HTTP
-// server's threads: one mutex guards the owners, and Collect holds it only
-// to copy them, never while calling the resolver.
+// Records come from one thread (the event loop), WriteMetrics from the HTTP
+// server's threads: one mutex guards the owners, and WriteMetrics holds it
+// only to merge them per label set, never while calling the resolver or
+// writing.
 #pragma once
 
 #include <array>
@@ -22,10 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
-
 #include "imdswatch/call.h"
+#include "imdswatch/metrics_writer.h"
 #include "imdswatch/series_owner.h"
 
 namespace imdswatch {
@@ -34,7 +33,7 @@ namespace imdswatch {
 inline constexpr std::array<double, 14> kDurationBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
-class Aggregator : public prometheus::Collectable {
+class Aggregator : public MetricsSource {
  public:
   using Resolver = std::function<Workload(uint64_t cgroup_id, std::string_view comm)>;
 
@@ -63,8 +62,9 @@ class Aggregator : public prometheus::Collectable {
                     std::chrono::seconds ttl);
 
   // imds_requests_total, imds_request_duration_seconds, imds_connections_total,
-  // imds_tcp_retransmits_total. Calls the resolver once per owner.
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  // imds_tcp_retransmits_total, series ordered by labels. Calls the resolver
+  // once per owner.
+  void WriteMetrics(MetricsWriter& out) const override;
 
   size_t OwnerCount() const;
   uint64_t DroppedRecords() const { return dropped_records_.load(std::memory_order_relaxed); }
@@ -81,7 +81,7 @@ class Aggregator : public prometheus::Collectable {
 
   Resolver resolver_;
   mutable std::mutex mu_;
-  // Collect (const) updates each owner's last exported labels: guarded by mu_.
+  // WriteMetrics (const) updates each owner's last exported labels: guarded by mu_.
   std::unordered_map<Key, std::unique_ptr<Owner>, KeyHash> owners_;
   Owner* last_owner_ = nullptr;  // the owner of the previous record: most records repeat it
   // Counts of dropped owners, by the labels they were last exported under.

@@ -3,11 +3,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "imdswatch/diagnoser.h"
 #include "imdswatch/endpoint.h"
+#include "imdswatch/web_config.h"
 
 namespace imdswatch {
 
@@ -23,6 +25,7 @@ struct AgentConfig {
   std::vector<Endpoint> endpoints;
   std::string cgroup_root;  // "" = detect
   std::string listen_address = ":10169";
+  std::optional<WebConfig> web;  // --web.config.file, parsed and checked
   std::string log_level = "info";
   std::string log_format = "text";
   KubeOptions kube;

@@ -5,7 +5,7 @@
 //
 // Like the aggregator, behaviour is recorded per owner -- a (cgroup id, comm)
 // pair -- and owners are labelled through a resolver only when findings are
-// evaluated or metrics collected; owners that resolve to the same labels are
+// evaluated or metrics written; owners that resolve to the same labels are
 // judged as one workload. Each owner keeps its recent behaviour in a ring of
 // kWindowBuckets fixed time buckets covering the last `window`, so memory per
 // owner is fixed however many calls it makes; the ring is released once the
@@ -18,7 +18,7 @@
 // everything else in a CallRecord are never stored, logged or exported.
 //
 // Threads: OnCall/OnConnection come from the event loop, Evaluate from its
-// tick, Collect/Current/CurrentJson from the HTTP server's threads. One mutex
+// tick, WriteMetrics/Current/CurrentJson from the HTTP server's threads. One mutex
 // guards the owners and is never held while calling the resolver.
 #pragma once
 
@@ -38,12 +38,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
-
 #include "imdswatch/call.h"
-#include "imdswatch/series_owner.h"
 #include "imdswatch/call_tracker.h"
+#include "imdswatch/metrics_writer.h"
+#include "imdswatch/series_owner.h"
 
 namespace imdswatch {
 
@@ -148,17 +146,18 @@ struct DiagnoserClock {
   static DiagnoserClock System();
 };
 
-class Diagnoser : public prometheus::Collectable {
+class Diagnoser : public MetricsSource {
  public:
   using Resolver = std::function<Workload(uint64_t cgroup_id, std::string_view comm)>;
   using Clock = DiagnoserClock;
 
   static constexpr size_t kWindowBuckets = 12;
   // Owners beyond this many are not created; their records are counted in
-  // DroppedRecords() (ExpireGone keeps the real number far lower). An owner
-  // active in the last window holds a ring of about 1.8 KiB, so the cap is
-  // lower than the aggregator's.
-  static constexpr size_t kMaxOwners = 4096;
+  // DroppedRecords() (ExpireGone keeps the real number far lower). As many as
+  // the aggregator keeps, so every owner it counts is also judged: an owner
+  // active in the last window holds a ring of about 1.8 KiB (bench/README.md
+  // measures the whole at 10,000 containers).
+  static constexpr size_t kMaxOwners = 16384;
   // Roles remembered per owner (for imds_credentials_remaining_seconds); the
   // least recently served is replaced. Role names are cut to kMaxRoleLength.
   static constexpr size_t kMaxRolesPerOwner = 4;
@@ -208,7 +207,9 @@ class Diagnoser : public prometheus::Collectable {
   //  imds_diagnosis{namespace,workload,pod,container,kind}
   //    gauge, 1 for each finding current at the last Evaluate. A cleared
   //    finding's series DISAPPEARS (is not exported at 0).
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  // Series ordered by labels. Calls the resolver once per owner with roles or
+  // fetch intervals.
+  void WriteMetrics(MetricsWriter& out) const override;
 
   size_t OwnerCount() const;
   uint64_t DroppedRecords() const { return dropped_records_.load(std::memory_order_relaxed); }

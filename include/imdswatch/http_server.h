@@ -1,9 +1,8 @@
-// The agent's HTTP endpoint (civetweb, the server prometheus-cpp itself
-// embeds): /metrics rendered by prometheus-cpp's serializer, /healthz,
-// /readyz, and JSON for `imdswatch doctor`.
+// The agent's HTTP endpoint (civetweb): /metrics streamed from the metrics
+// sources (metrics_writer.h), /healthz, /readyz, and JSON for `imdswatch doctor`.
 #pragma once
 
-#include <prometheus/collectable.h>
+#include "imdswatch/metrics_writer.h"
 
 #include <functional>
 #include <memory>
@@ -14,13 +13,15 @@ class CivetServer;
 
 namespace imdswatch {
 
+class WebSecurity;
+
 struct HealthStatus {
   bool ok;
   std::string detail;
 };
 
 struct HttpRoutes {
-  std::vector<std::weak_ptr<prometheus::Collectable>> collectables;
+  MetricsSources collectables;  // /metrics, in this order
   std::function<HealthStatus()> healthz;
   std::function<HealthStatus()> readyz;
   // extra JSON endpoints: path → body producer
@@ -30,7 +31,11 @@ struct HttpRoutes {
 class HttpServer {
  public:
   // Binds listen_address ("HOST:PORT" or ":PORT"); null with *error on failure.
-  static std::unique_ptr<HttpServer> Start(const std::string& listen_address, HttpRoutes routes, std::string* error);
+  // With security (--web.config.file): TLS on every path when it configures
+  // TLS; authentication on every path but /healthz and /readyz; extra headers
+  // on every answer.
+  static std::unique_ptr<HttpServer> Start(const std::string& listen_address, HttpRoutes routes, std::string* error,
+                                           std::shared_ptr<WebSecurity> security = nullptr);
   ~HttpServer();
   int port() const;
 
@@ -38,10 +43,8 @@ class HttpServer {
   HttpServer() = default;
   struct Handlers;
   std::unique_ptr<Handlers> handlers_;
+  std::shared_ptr<WebSecurity> security_;
   std::unique_ptr<CivetServer> server_;
 };
-
-// Renders collectables in the Prometheus text format.
-std::string RenderMetrics(const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables);
 
 }  // namespace imdswatch

@@ -22,8 +22,10 @@ namespace imdswatch {
 class Pipeline {
  public:
   // Checks privileges and kernel features, loads the probes, starts the
-  // Kubernetes watcher. Null with *error (one line) on failure.
-  static std::unique_ptr<Pipeline> Start(const AgentConfig& config, CallSink* sink, std::string* error);
+  // Kubernetes watcher. Null with *error (one line) on failure. delivery:
+  // see Probes (batched unless each record must show at once, as in trace).
+  static std::unique_ptr<Pipeline> Start(const AgentConfig& config, CallSink* sink, std::string* error,
+                                         Delivery delivery = Delivery::kBatched);
   ~Pipeline();
 
   // Handles one ring-buffer record.

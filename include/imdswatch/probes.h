@@ -17,11 +17,19 @@ struct bpf_link;
 
 namespace imdswatch {
 
+// How records reach the agent. Batched: the kernel wakes the reader only once
+// a quarter of the ring waits, and the EventLoop drains it on a timer (a
+// wakeup per record costs more than the rest of a request's BPF time).
+// Per record: each record wakes the reader (`imdswatch trace`, whose lines
+// should appear as the requests happen).
+enum class Delivery { kBatched, kPerRecord };
+
 struct ProbeOptions {
   std::vector<Endpoint> endpoints;
   std::string cgroup_root;
   uint32_t ringbuf_bytes = 1u << 20;
   bool watch_forwarding = true;  // kfree_skb: metadata replies dying in this node's forwarding path
+  Delivery delivery = Delivery::kBatched;
 };
 
 class Probes {

@@ -3,15 +3,15 @@
 // ebpf_exporter reads maps, so the hot paths only bump counters.
 #pragma once
 
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
-
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include "imdswatch/metrics_writer.h"
 
 namespace imdswatch {
 
@@ -21,14 +21,16 @@ struct LabelledValue {
   double value;
 };
 
-class SelfHealth : public prometheus::Collectable {
+class SelfHealth : public MetricsSource {
  public:
   enum class Kind { kCounter, kGauge };
   using Provider = std::function<std::vector<LabelledValue>()>;
 
-  // Registers a metric whose samples come from provider at every scrape.
+  // Registers a metric whose samples come from provider at every scrape
+  // (the agent registers them while the HTTP server already serves).
   void Add(std::string name, std::string help, Kind kind, Provider provider);
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  // The metrics in the order added, each sample's labels ordered by name.
+  void WriteMetrics(MetricsWriter& out) const override;
 
  private:
   struct Entry {
@@ -37,6 +39,7 @@ class SelfHealth : public prometheus::Collectable {
     Kind kind;
     Provider provider;
   };
+  mutable std::mutex mu_;  // entries_; providers run with it held
   std::vector<Entry> entries_;
 };
 

@@ -7,16 +7,17 @@
 // the last one goes.
 #pragma once
 
-#include <prometheus/client_metric.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "imdswatch/call.h"
@@ -41,12 +42,105 @@ std::string_view CommOf(const OwnerKey& key);
 // stands in), and a resolver that throws names the process too.
 Workload LabelOwner(const std::function<Workload(uint64_t, std::string_view)>& resolver, const OwnerKey& key);
 
-// namespace, workload, pod, container — in that order, as every imds_ metric has them.
-void AddWorkloadLabels(prometheus::ClientMetric& metric, const Workload& who);
+// An owner's labels as last exported, with their text for /metrics:
+// namespace, workload, pod, container -- in that order, as every imds_ metric
+// has them -- escaped once (LabelText). Owners keep the one they were last
+// scraped under and get a new one only when the resolver names them
+// differently, so the text is made once per label change, not per scrape.
+struct ExportedLabels {
+  Workload who;
+  std::string text;
+};
+std::shared_ptr<const ExportedLabels> MakeExportedLabels(Workload who);
+
+// The series of one label set at a scrape: its labels and the merged data of
+// every owner (and retired entry) under them.
+template <typename Data>
+struct LabelGroup {
+  std::shared_ptr<const ExportedLabels> labels;
+  Data data;
+};
+
+// One scrape's label sets, ordered by labels. Owners for which include(owner)
+// holds (under mu) are labelled through the resolver WITHOUT mu held; an owner
+// whose labels changed gets new ExportedLabels. Then, under mu again, each
+// owner still present records its labels and merge(data, owner) adds it to its
+// group, and merge_retired(data, retired) adds every retired entry to the
+// group of its labels (a group of its own if no owner has them). So the lock
+// is never held across the resolver, and each group's data is one copy, taken
+// in one critical section.
+// owners: map of OwnerKey -> unique_ptr<Owner>, Owner having key and exported
+// (shared_ptr<const ExportedLabels>); retired: map Workload -> unique_ptr<R>.
+template <typename Data, typename Owners, typename RetiredMap, typename Include, typename Merge, typename MergeRetired>
+std::vector<LabelGroup<Data>> GroupByLabels(std::mutex& mu, Owners& owners, const RetiredMap& retired,
+                                            const std::function<Workload(uint64_t, std::string_view)>& resolver,
+                                            Include include, Merge merge, MergeRetired merge_retired) {
+  struct Entry {
+    OwnerKey key;
+    std::shared_ptr<const ExportedLabels> labels;
+    bool relabelled = false;
+    size_t group = 0;
+  };
+  std::vector<Entry> entries;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    entries.reserve(owners.size());
+    for (const auto& [key, owner] : owners)
+      if (include(*owner)) entries.push_back({key, owner->exported});
+  }
+  for (Entry& e : entries) {
+    Workload who = LabelOwner(resolver, e.key);
+    if (!e.labels || !(e.labels->who == who)) {
+      e.labels = MakeExportedLabels(std::move(who));
+      e.relabelled = true;
+    }
+  }
+  std::vector<size_t> order(entries.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return entries[a].labels->who < entries[b].labels->who; });
+  std::vector<LabelGroup<Data>> groups;
+  for (size_t i : order) {
+    if (groups.empty() || !(groups.back().labels->who == entries[i].labels->who))
+      groups.push_back({entries[i].labels, Data{}});
+    entries[i].group = groups.size() - 1;
+  }
+  auto group_of = [&groups](const Workload& who) -> LabelGroup<Data>* {
+    auto it = std::lower_bound(groups.begin(), groups.end(), who,
+                               [](const LabelGroup<Data>& g, const Workload& w) { return g.labels->who < w; });
+    return it != groups.end() && it->labels->who == who ? &*it : nullptr;
+  };
+
+  std::vector<std::pair<Workload, Data>> orphans;  // retired label sets no owner has now
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (Entry& e : entries) {
+      auto it = owners.find(e.key);
+      if (it == owners.end()) continue;  // dropped meanwhile: its counts are in retired now
+      if (e.relabelled) it->second->exported = e.labels;
+      merge(groups[e.group].data, *it->second);
+    }
+    for (const auto& [who, r] : retired) {
+      if (LabelGroup<Data>* g = group_of(who)) {
+        merge_retired(g->data, *r);
+      } else {
+        orphans.emplace_back(who, Data{});
+        merge_retired(orphans.back().second, *r);
+      }
+    }
+  }
+  if (!orphans.empty()) {
+    for (auto& [who, data] : orphans) groups.push_back({MakeExportedLabels(std::move(who)), std::move(data)});
+    std::sort(groups.begin(), groups.end(),
+              [](const LabelGroup<Data>& a, const LabelGroup<Data>& b) { return a.labels->who < b.labels->who; });
+  }
+  return groups;
+}
 
 // owners: map of key -> unique_ptr<Owner>, Owner having key.cgroup_id,
-// gone_since (optional time) and exported (pointer-like Workload). retire(owner)
-// runs under mu for each owner dropped. Asks alive() without holding mu.
+// gone_since (optional time) and exported (shared_ptr<const ExportedLabels>).
+// retire(owner) runs under mu for each owner dropped. Asks alive() without
+// holding mu.
 template <typename Owners, typename Retire>
 size_t ExpireGoneOwners(std::mutex& mu, Owners& owners, const std::function<bool(uint64_t cgroup_id)>& alive,
                         std::chrono::steady_clock::time_point now, std::chrono::seconds ttl, Retire retire) {
@@ -96,7 +190,7 @@ void PruneRetired(Retired& retired, const Owners& owners, std::chrono::steady_cl
   if (retired.empty()) return;
   std::set<Workload> live;
   for (const auto& entry : owners)
-    if (entry.second->exported) live.insert(*entry.second->exported);
+    if (entry.second->exported) live.insert(entry.second->exported->who);
   for (auto it = retired.begin(); it != retired.end();) {
     auto& r = *it->second;
     if (live.count(it->first)) {

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as d  # noqa: E402
 
 DOCKERFILE = os.path.join(d.DEPLOY, "Dockerfile")
-TEST_ONLY_BUILD_PACKAGES = {"libgtest-dev", "libgmock-dev"}
+# prometheus-cpp: the tests read /metrics back into its structs; the agent writes the text itself
+TEST_ONLY_BUILD_PACKAGES = {"libgtest-dev", "libgmock-dev", "prometheus-cpp-dev"}
 
 
 def stages():

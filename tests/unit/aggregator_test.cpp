@@ -1,7 +1,8 @@
 #include "imdswatch/aggregator.h"
 
 #include <gtest/gtest.h>
-#include <prometheus/text_serializer.h>
+
+#include "exposition.h"
 
 #include <algorithm>
 #include <atomic>
@@ -22,57 +23,9 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using Labels = std::map<std::string, std::string>;
+using exposition::Render;
+using namespace exposition;
 using Clock = std::chrono::steady_clock;
-
-Labels LabelsOf(const ClientMetric& m) {
-  Labels out;
-  for (const auto& l : m.label) out[l.name] = l.value;
-  return out;
-}
-
-const MetricFamily& Family(const std::vector<MetricFamily>& families, const std::string& name) {
-  for (const auto& f : families)
-    if (f.name == name) return f;
-  throw std::runtime_error("no family " + name);
-}
-
-// The metrics of a family whose labels include all of `want`.
-std::vector<const ClientMetric*> Find(const MetricFamily& family, const Labels& want) {
-  std::vector<const ClientMetric*> out;
-  for (const auto& m : family.metric) {
-    const Labels have = LabelsOf(m);
-    bool match = true;
-    for (const auto& [k, v] : want) {
-      auto it = have.find(k);
-      if (it == have.end() || it->second != v) match = false;
-    }
-    if (match) out.push_back(&m);
-  }
-  return out;
-}
-
-const ClientMetric& One(const MetricFamily& family, const Labels& want) {
-  const auto found = Find(family, want);
-  if (found.size() != 1)
-    throw std::runtime_error(family.name + ": " + std::to_string(found.size()) + " series match, want 1");
-  return *found[0];
-}
-
-double CounterSum(const MetricFamily& family, const Labels& want = {}) {
-  double sum = 0;
-  for (const auto* m : Find(family, want)) sum += m->counter.value;
-  return sum;
-}
-
-std::string Render(const std::vector<MetricFamily>& families) { return prometheus::TextSerializer().Serialize(families); }
-
-void ExpectNoDuplicateSeries(const std::vector<MetricFamily>& families) {
-  for (const auto& f : families) {
-    std::set<std::vector<ClientMetric::Label>> seen;
-    for (const auto& m : f.metric) EXPECT_TRUE(seen.insert(m.label).second) << f.name << " repeats a label set";
-  }
-}
 
 Workload Pod(std::string ns, std::string workload, std::string pod, std::string container) {
   return Workload{std::move(ns), std::move(workload), std::move(pod), std::move(container)};
@@ -101,7 +54,7 @@ TEST(Aggregator, ExportsExactCountsAndLabels) {
   for (int i = 0; i < 3; i++) agg.RecordCall(7, "python3", creds);
   agg.RecordCall(7, "python3", Sample(Call::kToken, Version::kV2, Outcome::kOk, 200, Client::kBotocore, 0.001));
 
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   ASSERT_EQ(families.size(), 4u);
   const MetricFamily& requests = Family(families, "imds_requests_total");
   EXPECT_EQ(requests.type, MetricType::Counter);
@@ -144,7 +97,7 @@ TEST(Aggregator, RendersPrometheusText) {
   agg.RecordConnection(7, "java", ConnOutcome::kRefused);
   agg.RecordRetransmit(7, "java");
 
-  const std::string text = Render(agg.Collect());
+  const std::string text = Render(agg);
   const std::string pod = R"(namespace="ns",workload="deploy-7",pod="pod-7",container="app")";
   for (const std::string& line : std::vector<std::string>{
            "# TYPE imds_requests_total counter",
@@ -173,12 +126,12 @@ TEST(Aggregator, CodeIsEmptyWhenNoResponseArrived) {
   agg.RecordCall(1, "node", Sample(Call::kToken, Version::kV2, Outcome::kTimeout, 0, Client::kUnknown, 1.0));
   agg.RecordCall(1, "node", Sample(Call::kToken, Version::kV2, Outcome::kReset, 0, Client::kUnknown, 0.2));
   agg.RecordCall(1, "node", Sample(Call::kToken, Version::kV2, Outcome::kThrottled, 429, Client::kUnknown, 0.2));
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   const MetricFamily& requests = Family(families, "imds_requests_total");
   EXPECT_EQ(LabelsOf(One(requests, {{"outcome", "timeout"}})).at("code"), "");
   EXPECT_EQ(LabelsOf(One(requests, {{"outcome", "reset"}})).at("code"), "");
   EXPECT_EQ(LabelsOf(One(requests, {{"outcome", "throttled"}})).at("code"), "429");
-  EXPECT_NE(Render(families).find(R"(outcome="timeout",code="",client="unknown"} 1)"), std::string::npos);
+  EXPECT_NE(Render(agg).find(R"(outcome="timeout",code="",client="unknown"} 1)"), std::string::npos);
 }
 
 TEST(Aggregator, MergesOwnersThatResolveToTheSameLabels) {
@@ -199,8 +152,7 @@ TEST(Aggregator, MergesOwnersThatResolveToTheSameLabels) {
   agg.RecordRetransmit(2, "api-server");
   EXPECT_EQ(agg.OwnerCount(), 4u);
 
-  const auto families = agg.Collect();
-  ExpectNoDuplicateSeries(families);
+  const auto families = Scrape(agg);
   const MetricFamily& requests = Family(families, "imds_requests_total");
   EXPECT_EQ(requests.metric.size(), 3u);
   EXPECT_EQ(One(requests, {{"pod", "api-7d9f"}, {"client", "aws-sdk-go-v2"}}).counter.value, 3);
@@ -231,7 +183,7 @@ TEST(Aggregator, HistogramBucketsAreCumulativeWithInfSumAndCount) {
   for (double s : seconds)
     agg.RecordCall(1, "x", Sample(Call::kMetadata, Version::kV1, Outcome::kOk, 200, Client::kCurl, s));
 
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   const ClientMetric& h = One(Family(families, "imds_request_duration_seconds"), {{"call", "metadata"}});
   ASSERT_EQ(h.histogram.bucket.size(), kDurationBuckets.size() + 1);
   const std::vector<uint64_t> want = {4, 5, 5, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 8, 10};
@@ -245,7 +197,7 @@ TEST(Aggregator, HistogramBucketsAreCumulativeWithInfSumAndCount) {
   }
   EXPECT_EQ(h.histogram.sample_count, 10u);
   EXPECT_DOUBLE_EQ(h.histogram.sample_sum, 0.0005 + 0.0007 + 0.003 + 0.3 + 10 + 10.5 + 60);
-  const std::string text = Render(families);
+  const std::string text = Render(agg);
   EXPECT_NE(text.find(R"(le="+Inf"} 10)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"(le="10"} 8)"), std::string::npos) << text;
 }
@@ -255,7 +207,7 @@ TEST(Aggregator, SeparatesHistogramsByCallAndOutcome) {
   agg.RecordCall(1, "x", Sample(Call::kToken, Version::kV2, Outcome::kOk, 200, Client::kRuby, 0.001));
   agg.RecordCall(1, "x", Sample(Call::kToken, Version::kV2, Outcome::kTimeout, 0, Client::kRuby, 1.0));
   agg.RecordCall(1, "x", Sample(Call::kCredentials, Version::kV1, Outcome::kOk, 200, Client::kRuby, 0.001));
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   const MetricFamily& durations = Family(families, "imds_request_duration_seconds");
   EXPECT_EQ(durations.metric.size(), 3u);
   EXPECT_EQ(One(durations, {{"call", "token"}, {"outcome", "timeout"}}).histogram.sample_count, 1u);
@@ -269,9 +221,9 @@ TEST(Aggregator, LabelValuesAreEscapedWhenRendered) {
     return Pod("ns\"quoted\"", "back\\slash", "new\nline", "tab\tand \xc3\xa9");
   });
   agg.RecordCall(1, "x", Sample(Call::kMetadata, Version::kV1, Outcome::kOk, 200, Client::kCurl, 0.001));
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   EXPECT_EQ(LabelsOf(One(Family(families, "imds_requests_total"), {})).at("pod"), "new\nline");
-  const std::string text = Render(families);
+  const std::string text = Render(agg);
   EXPECT_NE(text.find(R"(imds_requests_total{namespace="ns\"quoted\"",workload="back\\slash",pod="new\nline",)"),
             std::string::npos)
       << text;
@@ -297,9 +249,9 @@ TEST(Aggregator, CallsTheResolverOncePerOwnerPerCollect) {
     agg.RecordCall(1, "bash", s);
     agg.RecordCall(2, "curl", s);
   }
-  agg.Collect();
+  Scrape(agg);
   EXPECT_EQ(calls.load(), 3);
-  agg.Collect();
+  Scrape(agg);
   EXPECT_EQ(calls.load(), 6);
   std::set<std::pair<uint64_t, std::string>> distinct(seen.begin(), seen.end());
   EXPECT_EQ(distinct, (std::set<std::pair<uint64_t, std::string>>{{1, "bash"}, {1, "curl"}, {2, "curl"}}));
@@ -311,10 +263,10 @@ TEST(Aggregator, LabelsAtScrapeTimeSoLateNamesApply) {
     return known ? Pod("payments", "billing", "billing-5c4f", "worker") : Pod("", std::string(comm), "", "");
   });
   agg.RecordCall(9, "billing", Sample(Call::kCredentials, Version::kV2, Outcome::kOk, 200, Client::kJsV3, 0.001));
-  EXPECT_EQ(One(Family(agg.Collect(), "imds_requests_total"), {{"workload", "billing"}, {"pod", ""}}).counter.value,
+  EXPECT_EQ(One(Family(Scrape(agg), "imds_requests_total"), {{"workload", "billing"}, {"pod", ""}}).counter.value,
             1);
   known = true;  // the pod's names arrive from the Kubernetes API
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {{"namespace", "payments"}, {"pod", "billing-5c4f"}})
                 .counter.value,
             1);
@@ -333,7 +285,7 @@ TEST(Aggregator, CommIsAFixedSixteenByteKey) {
   agg.RecordCall(1, std::string_view("curl\0\0\0\0\0\0\0\0\0\0\0\0", 16), s);  // as the kernel hands it over
   agg.RecordCall(1, "curl", s);
   EXPECT_EQ(agg.OwnerCount(), 2u);
-  agg.Collect();
+  Scrape(agg);
   std::sort(comms.begin(), comms.end());
   EXPECT_EQ(comms, (std::vector<std::string>{"a-very-long-proc", "curl"}));
 }
@@ -346,7 +298,7 @@ TEST(Aggregator, ResolverFailureStillExports) {
   const CallSample s = Sample(Call::kMetadata, Version::kV1, Outcome::kOk, 200, Client::kCurl, 0.001);
   agg.RecordCall(1, "curl", s);
   agg.RecordCall(2, "wget", s);
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   // the process name stands in, so the series is never an all-empty label set
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {{"workload", "curl"}}).counter.value, 1);
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {{"workload", "wget"}}).counter.value, 1);
@@ -382,7 +334,7 @@ TEST(Aggregator, ExpiresOwnersGoneLongerThanTtl) {
   EXPECT_EQ(agg.ExpireGone(alive, t0 + std::chrono::seconds(111), ttl), 1u);  // cgroup 2: 61 s since 50
   EXPECT_EQ(agg.OwnerCount(), 1u);
 
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   EXPECT_EQ(Family(families, "imds_requests_total").metric.size(), 1u);
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {}).counter.value, 1);
   EXPECT_EQ(LabelsOf(One(Family(families, "imds_requests_total"), {})).at("pod"), "pod-3");
@@ -400,9 +352,9 @@ TEST(Aggregator, ExportedCountersNeverGoDownWhenAnOwnerExpires) {
   for (int i = 0; i < 5; i++) agg.RecordCall(1, "api", s);
   agg.RecordConnection(1, "api", ConnOutcome::kEstablished);
   agg.RecordRetransmit(1, "api");
-  agg.Collect();  // exported under api-1
+  Scrape(agg);  // exported under api-1
   for (int i = 0; i < 2; i++) agg.RecordCall(2, "api", s);
-  auto families = agg.Collect();
+  auto families = Scrape(agg);
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {}).counter.value, 7);
 
   std::set<uint64_t> gone = {1};
@@ -413,8 +365,7 @@ TEST(Aggregator, ExportedCountersNeverGoDownWhenAnOwnerExpires) {
   EXPECT_EQ(agg.ExpireGone(alive, t0 + std::chrono::seconds(11), ttl), 1u);
   EXPECT_EQ(agg.OwnerCount(), 1u);
   agg.RecordCall(2, "api", s);
-  families = agg.Collect();
-  ExpectNoDuplicateSeries(families);
+  families = Scrape(agg);
   EXPECT_EQ(One(Family(families, "imds_requests_total"), {}).counter.value, 8);
   EXPECT_EQ(One(Family(families, "imds_request_duration_seconds"), {}).histogram.sample_count, 8u);
   EXPECT_EQ(One(Family(families, "imds_connections_total"), {}).counter.value, 1);
@@ -425,9 +376,9 @@ TEST(Aggregator, ExportedCountersNeverGoDownWhenAnOwnerExpires) {
   agg.ExpireGone(alive, t0 + std::chrono::seconds(20), ttl);
   EXPECT_EQ(agg.ExpireGone(alive, t0 + std::chrono::seconds(31), ttl), 1u);
   EXPECT_EQ(agg.OwnerCount(), 0u);
-  EXPECT_EQ(CounterSum(Family(agg.Collect(), "imds_requests_total")), 8);  // orphaned, within ttl
+  EXPECT_EQ(CounterSum(Family(Scrape(agg), "imds_requests_total")), 8);  // orphaned, within ttl
   agg.ExpireGone(alive, t0 + std::chrono::seconds(42), ttl);
-  families = agg.Collect();
+  families = Scrape(agg);
   for (const auto& f : families) EXPECT_TRUE(f.metric.empty()) << f.name;
 }
 
@@ -438,7 +389,7 @@ TEST(Aggregator, OwnerNeverExportedLeavesNothingBehind) {
   const auto t0 = Clock::now();
   agg.ExpireGone(dead, t0, std::chrono::seconds(1));
   EXPECT_EQ(agg.ExpireGone(dead, t0 + std::chrono::seconds(2), std::chrono::seconds(1)), 1u);
-  for (const auto& f : agg.Collect()) EXPECT_TRUE(f.metric.empty()) << f.name;
+  for (const auto& f : Scrape(agg)) EXPECT_TRUE(f.metric.empty()) << f.name;
 }
 
 TEST(Aggregator, CapsOwnersAndCountsWhatItDrops) {
@@ -469,8 +420,7 @@ TEST(Aggregator, ManyDistinctSeriesPerOwner) {
       }
   for (int call = 0; call <= static_cast<int>(Call::kOther); call++)
     agg.RecordCall(1, "x", Sample(static_cast<Call>(call), Version::kV2, Outcome::kOk, 200, Client::kCurl, 0.001));
-  const auto families = agg.Collect();
-  ExpectNoDuplicateSeries(families);
+  const auto families = Scrape(agg);
   const MetricFamily& requests = Family(families, "imds_requests_total");
   EXPECT_EQ(requests.metric.size(), distinct);
   EXPECT_EQ(CounterSum(requests), static_cast<double>(distinct + static_cast<int>(Call::kOther) + 1));
@@ -497,7 +447,7 @@ TEST(Aggregator, RecordsWhileCollecting) {
     readers.emplace_back([&] {
       double last = 0;
       while (!done) {
-        const auto families = agg.Collect();
+        const auto families = Scrape(agg);
         const double total = CounterSum(Family(families, "imds_requests_total"));
         EXPECT_GE(total, last);  // monotonic as seen by one scraper
         last = total;
@@ -510,7 +460,7 @@ TEST(Aggregator, RecordsWhileCollecting) {
   }
   writer.join();
   for (auto& t : readers) t.join();
-  const auto families = agg.Collect();
+  const auto families = Scrape(agg);
   EXPECT_EQ(CounterSum(Family(families, "imds_requests_total")), kRecords);
   EXPECT_EQ(Family(families, "imds_requests_total").metric.size(), 4u);
   EXPECT_EQ(CounterSum(Family(families, "imds_tcp_retransmits_total")), kRecords / 100);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+#include <set>
 #include <vector>
 
 namespace imdswatch {
@@ -51,24 +53,91 @@ TEST(Config, TraceSubcommand) {
   EXPECT_EQ(p.command.output, OutputFormat::kJson);
 }
 
-TEST(Config, BadValuesNameTheirFlag) {
-  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--no-kube", "--endpoint", "nonsense"}, "--endpoint"},
-      {{"--no-kube", "--endpoint", "1.2.3.4:99999"}, "--endpoint"},
-      {{"--no-kube", "--endpoint", "[fd00::1:80"}, "--endpoint"},
-      {{"--no-kube", "--series-ttl", "soon"}, "--series-ttl"},
-      {{"--no-kube", "--series-ttl", "0s"}, "--series-ttl"},
-      {{"--no-kube", "--log-level", "loud"}, "--log-level"},
-      {{"--no-kube", "--log-format", "xml"}, "--log-format"},
-      {{"--no-kube", "--web.listen-address", "10169"}, "--web.listen-address"},
-      {{"--no-kube", "--ringbuf-size", "12"}, "--ringbuf-size"},
-      {{"--no-kube", "--no-such-flag"}, "--no-such-flag"},
-      {{"trace", "--no-kube", "--output", "yaml"}, "--output"},
+// Every flag of every command, with a bad value, and the flag its error must
+// name. EveryFlagIsCovered keeps this list complete as flags are added.
+struct BadValue {
+  std::vector<std::string> args;
+  std::string flag;
+};
+
+const std::vector<BadValue>& BadValues() {
+  static const std::vector<BadValue> cases = {
+      {{"--endpoint", "nonsense"}, "--endpoint"},
+      {{"--endpoint", "1.2.3.4:99999"}, "--endpoint"},
+      {{"--endpoint", "[fd00::1:80"}, "--endpoint"},
+      {{"--endpoint", "1.1.1.1:80", "--endpoint", "1.1.1.2:80", "--endpoint", "1.1.1.3:80", "--endpoint", "1.1.1.4:80",
+        "--endpoint", "1.1.1.5:80", "--endpoint", "1.1.1.6:80", "--endpoint", "1.1.1.7:80"},
+       "--endpoint"},
+      {{"--cgroup-root", "/no/such/dir"}, "--cgroup-root"},
+      {{"--kube-api-server", "kubernetes.default:443"}, "--kube-api-server"},
+      {{"--kube-token-file", "/no/such/token"}, "--kube-token-file"},
+      {{"--kube-ca-file", "/no/such/ca.crt"}, "--kube-ca-file"},
+      {{"--node-name", ""}, "--node-name"},
+      {{"--no-kube=maybe"}, "--no-kube"},
+      {{"--ringbuf-size", "12"}, "--ringbuf-size"},
+      {{"--ringbuf-size", "lots"}, "--ringbuf-size"},
+      {{"--log-level", "loud"}, "--log-level"},
+      {{"--log-format", "xml"}, "--log-format"},
+      {{"--web.listen-address", "10169"}, "--web.listen-address"},
+      {{"--web.config.file", "/no/such/web.yml"}, "--web.config.file"},
+      {{"--series-ttl", "soon"}, "--series-ttl"},
+      {{"--series-ttl", "0s"}, "--series-ttl"},
+      {{"--diagnosis.window", "0s"}, "--diagnosis.window"},
+      {{"--diagnosis.window", "a while"}, "--diagnosis.window"},
+      {{"--diagnosis.hop-limit-token-timeouts", "0"}, "--diagnosis.hop-limit-token-timeouts"},
+      {{"--diagnosis.refresh-storm-fetches", "-3"}, "--diagnosis.refresh-storm-fetches"},
+      {{"--diagnosis.refresh-storm-interval-share", "1.5"}, "--diagnosis.refresh-storm-interval-share"},
+      {{"--diagnosis.throttled-failures", "many"}, "--diagnosis.throttled-failures"},
+      {{"--diagnosis.imdsv1-requests", "0"}, "--diagnosis.imdsv1-requests"},
+      {{"--diagnosis.slow-share", "-0.1"}, "--diagnosis.slow-share"},
+      {{"--no-forwarding-drops=perhaps"}, "--no-forwarding-drops"},
+      {{"--no-such-flag"}, "--no-such-flag"},
+      {{"trace", "--output", "yaml"}, "--output"},
+      {{"trace", "--log-level", "loud"}, "--log-level"},
+      {{"doctor", "--url", "localhost:10169"}, "--url"},
+      {{"doctor", "--duration", "0s"}, "--duration"},
+      {{"doctor", "--duration", "forever"}, "--duration"},
+      {{"doctor", "--output", "yaml"}, "--output"},
+      {{"doctor", "--diagnosis.slow-share", "2"}, "--diagnosis.slow-share"},
   };
-  for (const auto& [args, flag] : cases) {
-    auto p = Parse(args);
-    EXPECT_FALSE(p.ok) << args.back();
-    EXPECT_NE(p.error.find(flag), std::string::npos) << p.error;
+  return cases;
+}
+
+TEST(Config, BadValuesNameTheirFlag) {
+  for (const auto& [args, flag] : BadValues()) {
+    std::vector<std::string> argv = args;
+    argv.push_back("--no-kube");  // so that a missing node name is not the error
+    if (flag == "--no-kube" || flag == "--node-name" || flag.rfind("--kube", 0) == 0) argv.pop_back();
+    auto p = Parse(argv);
+    EXPECT_FALSE(p.ok) << flag << " accepted " << args.back();
+    EXPECT_NE(p.error.find(flag), std::string::npos) << "error for " << args.back() << " does not name " << flag
+                                                     << ": " << p.error;
+  }
+}
+
+// The flags a command's --help lists.
+std::set<std::string> FlagsOf(const std::vector<std::string>& command) {
+  std::vector<std::string> args = command;
+  args.push_back("--help");
+  auto p = Parse(args);
+  EXPECT_TRUE(p.exit_now);
+  std::set<std::string> flags;
+  const std::regex flag(R"((^|[\s,])(--[a-z][a-z0-9.-]*))");
+  for (std::sregex_iterator it(p.error.begin(), p.error.end(), flag), end; it != end; ++it) flags.insert((*it)[2]);
+  flags.erase("--help");
+  flags.erase("--version");
+  return flags;
+}
+
+TEST(Config, EveryFlagIsCovered) {
+  for (const std::vector<std::string>& command : {std::vector<std::string>{}, {"trace"}, {"doctor"}}) {
+    const std::set<std::string> flags = FlagsOf(command);
+    EXPECT_GT(flags.size(), 8u) << "could not read the flags from --help";
+    for (const std::string& flag : flags) {
+      bool covered = false;
+      for (const auto& bad : BadValues()) covered = covered || bad.flag == flag;
+      EXPECT_TRUE(covered) << flag << " has no bad-value case in BadValues()";
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 #include "imdswatch/diagnoser.h"
 
 #include <gtest/gtest.h>
-#include <prometheus/text_serializer.h>
+
+#include "exposition.h"
 
 #include <algorithm>
 #include <atomic>
@@ -21,7 +22,8 @@ using namespace std::chrono_literals;
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using Labels = std::map<std::string, std::string>;
+using exposition::Render;
+using namespace exposition;
 
 // ---- Helpers ------------------------------------------------------------------------
 
@@ -91,43 +93,6 @@ CallRecord Creds(const std::string& expiry, const std::string& role = "app-role"
   r.path = "/latest/meta-data/iam/security-credentials/" + role;
   r.expiry = expiry;
   return r;
-}
-
-const MetricFamily& Family(const std::vector<MetricFamily>& families, const std::string& name) {
-  for (const auto& f : families)
-    if (f.name == name) return f;
-  throw std::runtime_error("no family " + name);
-}
-
-Labels LabelsOf(const ClientMetric& m) {
-  Labels out;
-  for (const auto& l : m.label) out[l.name] = l.value;
-  return out;
-}
-
-std::vector<const ClientMetric*> Find(const MetricFamily& family, const Labels& want) {
-  std::vector<const ClientMetric*> out;
-  for (const auto& m : family.metric) {
-    const Labels have = LabelsOf(m);
-    bool match = true;
-    for (const auto& [k, v] : want) {
-      auto it = have.find(k);
-      if (it == have.end() || it->second != v) match = false;
-    }
-    if (match) out.push_back(&m);
-  }
-  return out;
-}
-
-const ClientMetric& One(const MetricFamily& family, const Labels& want) {
-  const auto found = Find(family, want);
-  if (found.size() != 1)
-    throw std::runtime_error(family.name + ": " + std::to_string(found.size()) + " series match, want 1");
-  return *found[0];
-}
-
-std::string Render(const std::vector<MetricFamily>& families) {
-  return prometheus::TextSerializer().Serialize(families);
 }
 
 std::vector<const Finding*> FindingsOf(const std::vector<Finding>& findings, const std::string& pod,
@@ -408,7 +373,7 @@ TEST_P(KindLifecycle, AppearsOnceForTheSickPodAndClearsAWindowAfterItStops) {
   // The values of the pod's imds_diagnosis series for this kind.
   auto diagnosed = [&](const std::string& pod) {
     std::vector<double> values;
-    const auto families = diag.Collect();
+    const auto families = Scrape(diag);
     for (const ClientMetric* m : Find(Family(families, "imds_diagnosis"), {{"pod", pod}, {"kind", std::string(c.kind)}}))
       values.push_back(m->gauge.value);
     return values;
@@ -487,7 +452,7 @@ TEST_F(DiagnoserTest, ThresholdsAreHonoured) {
 // ---- Metrics -----------------------------------------------------------------------
 
 TEST_F(DiagnoserTest, CollectsExactlyTheThreeFamilies) {
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   ASSERT_EQ(families.size(), 3u);
   EXPECT_EQ(families[0].name, "imds_credentials_remaining_seconds");
   EXPECT_EQ(families[0].type, MetricType::Gauge);
@@ -505,7 +470,7 @@ TEST_F(DiagnoserTest, RemainingLifetimeFallsWithTheClock) {
   diag.OnCall(kSick, "java", Creds(clock.ExpiryIn(900s), "app-role"));
   diag.OnCall(kSick, "java", Creds(clock.ExpiryIn(6h), "other-role"));
   FeedHealthy();
-  auto families = diag.Collect();
+  auto families = Scrape(diag);
   const MetricFamily& remaining = Family(families, "imds_credentials_remaining_seconds");
   ASSERT_EQ(remaining.metric.size(), 3u);
   const ClientMetric& m = One(remaining, {{"pod", "sick"}, {"role", "app-role"}});
@@ -517,12 +482,12 @@ TEST_F(DiagnoserTest, RemainingLifetimeFallsWithTheClock) {
   EXPECT_DOUBLE_EQ(One(remaining, {{"pod", "healthy"}}).gauge.value, 21600);
 
   clock.Advance(100s);
-  families = diag.Collect();
+  families = Scrape(diag);
   EXPECT_DOUBLE_EQ(One(Family(families, "imds_credentials_remaining_seconds"), {{"pod", "sick"}, {"role", "app-role"}})
                        .gauge.value,
                    800);
   clock.Advance(1000s);
-  families = diag.Collect();
+  families = Scrape(diag);
   EXPECT_DOUBLE_EQ(One(Family(families, "imds_credentials_remaining_seconds"), {{"pod", "sick"}, {"role", "app-role"}})
                        .gauge.value,
                    -200);  // expired 200 s ago
@@ -534,7 +499,7 @@ TEST_F(DiagnoserTest, RemainingLifetimeFallsWithTheClock) {
   failed.sample.status = 500;
   diag.OnCall(kSick, "java", failed);
   diag.OnCall(kSick, "java", Creds("", "app-role"));
-  families = diag.Collect();
+  families = Scrape(diag);
   EXPECT_DOUBLE_EQ(One(Family(families, "imds_credentials_remaining_seconds"), {{"pod", "sick"}, {"role", "app-role"}})
                        .gauge.value,
                    3600);
@@ -546,7 +511,7 @@ TEST_F(DiagnoserTest, RolesPerOwnerAreBounded) {
     clock.Advance(1s);
   }
   diag.OnCall(kSick, "java", Creds(clock.ExpiryIn(3600s), std::string(1000, 'r')));
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   const MetricFamily& remaining = Family(families, "imds_credentials_remaining_seconds");
   ASSERT_EQ(remaining.metric.size(), Diagnoser::kMaxRolesPerOwner);
   std::set<std::string> roles;
@@ -572,7 +537,7 @@ TEST_F(DiagnoserTest, FetchIntervalHistogramBuckets) {
   diag.OnCall(kSick, "java", V2Get());
   diag.OnCall(kHealthy, "python3", Creds(clock.ExpiryIn(6h)));  // one fetch: no interval yet
 
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   const MetricFamily& intervals = Family(families, "imds_credential_fetch_interval_seconds");
   ASSERT_EQ(intervals.metric.size(), 1u);
   const ClientMetric& m = intervals.metric[0];
@@ -591,7 +556,7 @@ TEST_F(DiagnoserTest, FetchIntervalHistogramBuckets) {
   }
   EXPECT_TRUE(std::isinf(m.histogram.bucket.back().upper_bound));
 
-  const std::string text = Render(families);
+  const std::string text = Render(diag);
   EXPECT_TRUE(Contains(text, R"(imds_credential_fetch_interval_seconds_bucket{namespace="ns",workload="deploy-sick",)"
                              R"(pod="sick",container="app",le="15"} 3)"))
       << text;
@@ -602,9 +567,9 @@ TEST_F(DiagnoserTest, MalformedExpirationIsIgnoredAndCounted) {
   diag.OnCall(kSick, "java", Creds("2026-11-25T21:00:00"));  // no zone
   diag.OnCall(kSick, "java", Creds(""));                     // none: not malformed
   EXPECT_EQ(diag.MalformedExpirations(), 2u);
-  EXPECT_TRUE(Family(diag.Collect(), "imds_credentials_remaining_seconds").metric.empty());
+  EXPECT_TRUE(Family(Scrape(diag), "imds_credentials_remaining_seconds").metric.empty());
   // The fetches still count as fetches.
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   EXPECT_EQ(Family(families, "imds_credential_fetch_interval_seconds").metric.at(0).histogram.sample_count, 2u);
 }
 
@@ -626,7 +591,7 @@ TEST_F(DiagnoserTest, OwnersWithTheSameLabelsAreOneWorkload) {
   EXPECT_EQ(FindingsOf(fresh, "sick", diagnosis::kHopLimit).size(), 1u);
   EXPECT_EQ(Get(fresh, "sick", diagnosis::kImdsV1).client, "aws-cli");
 
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   const MetricFamily& remaining = Family(families, "imds_credentials_remaining_seconds");
   ASSERT_EQ(remaining.metric.size(), 1u);
   EXPECT_DOUBLE_EQ(remaining.metric[0].gauge.value, 21600);  // the credentials served last
@@ -652,7 +617,7 @@ TEST_F(DiagnoserTest, ResolverThatThrowsStillLabels) {
   const auto fresh = d.Evaluate();
   ASSERT_FALSE(fresh.empty());
   EXPECT_EQ(fresh[0].who.workload, "curl");
-  EXPECT_EQ(LabelsOf(Family(d.Collect(), "imds_credentials_remaining_seconds").metric.at(0)).at("workload"), "curl");
+  EXPECT_EQ(LabelsOf(Family(Scrape(d), "imds_credentials_remaining_seconds").metric.at(0)).at("workload"), "curl");
 }
 
 TEST_F(DiagnoserTest, ExpireGoneDropsDeadOwnersButKeepsTheirCounts) {
@@ -665,7 +630,7 @@ TEST_F(DiagnoserTest, ExpireGoneDropsDeadOwnersButKeepsTheirCounts) {
     clock.Advance(10s);
   }
   auto count = [&](const std::string& pod) -> uint64_t {
-    const auto families = diag.Collect();
+    const auto families = Scrape(diag);
     const auto found = Find(Family(families, "imds_credential_fetch_interval_seconds"), {{"pod", pod}});
     return found.empty() ? 0 : found[0]->histogram.sample_count;
   };
@@ -681,7 +646,7 @@ TEST_F(DiagnoserTest, ExpireGoneDropsDeadOwnersButKeepsTheirCounts) {
   EXPECT_EQ(diag.OwnerCount(), 1u);
   EXPECT_EQ(count("sick"), 4u);     // the dead cgroup's counts stay while the pod lives on
   EXPECT_EQ(count("healthy"), 2u);  // and a gone pod's for ttl more
-  EXPECT_TRUE(Find(Family(diag.Collect(), "imds_credentials_remaining_seconds"), {{"pod", "healthy"}}).empty());
+  EXPECT_TRUE(Find(Family(Scrape(diag), "imds_credentials_remaining_seconds"), {{"pod", "healthy"}}).empty());
 
   alive.clear();
   diag.ExpireGone(is_alive, t0 + 200s, 60s);
@@ -751,7 +716,7 @@ TEST_F(DiagnoserTest, OnlyDocumentedFieldsAreExported) {
 
   // Metrics: every label is a documented one; values come from the resolver, the kind
   // vocabulary, or the role of a successful credentials fetch whose Expiration parsed.
-  const auto families = diag.Collect();
+  const auto families = Scrape(diag);
   const std::set<std::string> workload_labels = {"namespace", "workload", "pod", "container"};
   const Workload sick = Pod("sick");
   const Labels sick_labels = {{"namespace", sick.namespace_name}, {"workload", sick.workload},
@@ -774,7 +739,7 @@ TEST_F(DiagnoserTest, OnlyDocumentedFieldsAreExported) {
     }
   }
   // In the text exposition the canary appears only inside that role label.
-  const std::string text = Render(families);
+  const std::string text = Render(diag);
   size_t hits = 0, role_hits = 0;
   for (size_t pos = text.find(canary); pos != std::string::npos; pos = text.find(canary, pos + 1)) hits++;
   const std::string role_label = "role=\"role-" + canary + "\"";
@@ -804,7 +769,7 @@ TEST(DiagnoserThreads, RecordsWhileOthersCollectAndEvaluate) {
   });
   size_t collects = 0;
   while (!stop) {
-    const auto families = diag.Collect();
+    const auto families = Scrape(diag);
     EXPECT_EQ(families.size(), 3u);
     (void)diag.CurrentJson();
     collects++;
