@@ -75,18 +75,24 @@ struct {
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
 
-/* Commits a reserved record. A wakeup per record costs more than all the
+/* How a record is committed. A wakeup per record costs more than all the
  * rest of a metadata request's programs: its irq_work raises a self-IPI (a
  * VM exit in a guest) and then IPIs the reader's CPU, inside the program.
- * So records wait for the reader's drain timer, unless the ring is filling. */
+ * So records wait for the reader's drain timer, unless the ring is filling.
+ * A global function: the verifier checks it once, and its result adds no
+ * branch to the states of the parse loops that emit records (inlined, the
+ * branch pushed imds_ingress past the verifier's 1M-instruction budget). */
+__noinline __u64 wakeup_flags(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									       : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void submit(void *e)
 {
-	__u64 flags = 0;
-
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										       : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 /* Per-CPU working area of one segment's parse, kept across tail calls (a
