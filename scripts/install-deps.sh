@@ -9,6 +9,8 @@ packages=(
   libyaml-cpp-dev libssl-dev libcrypt-dev
   # tests and demo: namespaces, real metadata clients
   iproute2 curl python3 python3-botocore ruby ruby-aws-sdk-core libcap2-bin prometheus python3-yaml
+  # tests of --web.config.file: certificates made at test time
+  openssl
   # fuzzing: clang's libFuzzer and sanitizer runtimes
   libclang-rt-14-dev
   # benchmark (bench/run.sh)

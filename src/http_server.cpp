@@ -1,9 +1,16 @@
 #include "imdswatch/http_server.h"
 
 #include <CivetServer.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
+#include <cstring>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "imdswatch/web_security.h"
 
@@ -37,10 +44,82 @@ int LogMessage(const mg_connection*, const char* message) {
   return 1;
 }
 
+// Debian 12's civetweb 1.15 is built for the OpenSSL 1.1 API and loads libssl at run time by name. OpenSSL 3 has
+// SSL_get_peer_certificate only as a macro for SSL_get1_peer_certificate, so civetweb's function table keeps a null
+// pointer for it, and calls it after every TLS handshake (SIGSEGV). The entry is found in civetweb's writable data
+// by the name it points to and its neighbours' names, and given the function the macro stands for.
+struct CivetwebImage {
+  std::vector<std::pair<uintptr_t, uintptr_t>> loaded, writable, relro;
+};
+
+int FindCivetweb(dl_phdr_info* info, size_t, void* data) {
+  if (info->dlpi_name == nullptr || std::strstr(info->dlpi_name, "/libcivetweb.so") == nullptr) return 0;
+  auto* image = static_cast<CivetwebImage*>(data);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    const uintptr_t start = info->dlpi_addr + ph.p_vaddr, end = start + ph.p_memsz;
+    if (ph.p_type == PT_LOAD) image->loaded.emplace_back(start, end);
+    if (ph.p_type == PT_LOAD && (ph.p_flags & PF_W)) image->writable.emplace_back(start, end);
+    if (ph.p_type == PT_GNU_RELRO) image->relro.emplace_back(start, end);
+  }
+  return 1;
+}
+
+bool Within(const std::vector<std::pair<uintptr_t, uintptr_t>>& ranges, uintptr_t start, size_t size) {
+  for (const auto& [b, e] : ranges) {
+    if (start >= b && start + size <= e) return true;
+  }
+  return false;
+}
+
+// Whether `p` points into civetweb's image at the NUL-terminated `name`.
+bool NameAt(const CivetwebImage& image, uintptr_t p, const char* name) {
+  const size_t n = std::strlen(name) + 1;
+  return Within(image.loaded, p, n) && std::memcmp(reinterpret_cast<const void*>(p), name, n) == 0;
+}
+
+bool FixCivetwebPeerCertificate(std::string* error) {
+  CivetwebImage image;
+  if (dl_iterate_phdr(FindCivetweb, &image) == 0) return true;  // not a shared civetweb
+  struct SslFunc {  // civetweb's struct ssl_func
+    const char* name;
+    int required;
+    void (*ptr)();
+  };
+  constexpr const char* kName = "SSL_get_peer_certificate";
+  for (const auto& [b, e] : image.writable) {
+    for (uintptr_t at = (b + alignof(SslFunc) - 1) & ~(alignof(SslFunc) - 1); at + 2 * sizeof(SslFunc) <= e;
+         at += alignof(SslFunc)) {
+      if (at < b + sizeof(SslFunc) || Within(image.relro, at, sizeof(SslFunc))) continue;
+      auto* entry = reinterpret_cast<SslFunc*>(at);
+      if (!NameAt(image, reinterpret_cast<uintptr_t>(entry->name), kName)) continue;
+      if (!NameAt(image, reinterpret_cast<uintptr_t>(entry[-1].name), "SSL_CTX_set_verify_depth") ||
+          !NameAt(image, reinterpret_cast<uintptr_t>(entry[1].name), "SSL_get_version"))
+        continue;
+      if (entry->ptr == nullptr) entry->ptr = reinterpret_cast<void (*)()>(&SSL_get1_peer_certificate);
+      return true;
+    }
+  }
+  // No such table. When civetweb still names the function and this OpenSSL lacks it, TLS connections would crash.
+  if (dlsym(RTLD_DEFAULT, kName) != nullptr) return true;
+  for (const auto& [b, e] : image.loaded) {
+    const size_t n = std::strlen(kName) + 1;
+    if (e - b >= n && memmem(reinterpret_cast<const void*>(b), e - b, kName, n) != nullptr) {
+      *error = "this civetweb looks up SSL_get_peer_certificate, which OpenSSL 3 does not export";
+      return false;
+    }
+  }
+  return true;
+}
+
 int InitSsl(void* ssl_ctx, void* user_data) {
   auto* server = static_cast<CivetServer*>(user_data);
   auto* security = static_cast<WebSecurity*>(const_cast<void*>(server->getUserContext()));
   std::string error;
+  if (!FixCivetwebPeerCertificate(&error)) {
+    if (startup_messages) *startup_messages += error;
+    return -1;
+  }
   if (security->InitSsl(static_cast<SSL_CTX*>(ssl_ctx), &error)) return 1;
   if (startup_messages) *startup_messages += error;
   return -1;
@@ -90,6 +169,9 @@ std::unique_ptr<HttpServer> HttpServer::Start(const std::string& listen_address,
              (tls ? " (--web.listen-address, --web.config.file): " : " (--web.listen-address): ") +
              (messages.empty() ? std::string(e.what()) + " (is the port in use?)" : messages);
     if (tls && mg_check_feature(MG_FEATURES_SSL) == 0) *error += " (this civetweb was built without TLS)";
+    if (tls && messages.find("error loading library") != std::string::npos)
+      *error += " (civetweb loads OpenSSL as libssl.so and libcrypto.so: install libssl-dev, or link these names to "
+                "libssl.so.3 and libcrypto.so.3)";
     return nullptr;
   }
   startup_messages = nullptr;

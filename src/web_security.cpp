@@ -42,8 +42,8 @@ std::string Trim(const std::string& s) {
 bool Base64Decode(const std::string& in, std::string* out) {
   if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return false;
   std::string buf(in.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()), reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   if (n < 0) return false;
   size_t pad = in.size() - in.find_last_not_of('=') - 1;
   if (pad > 2) return false;
@@ -111,14 +111,18 @@ bool WebSecurity::LoadIdentity(std::string* error) {
   if (bio) {
     id->leaf = PEM_read_bio_X509_AUX(bio, nullptr, nullptr, nullptr);
     id->chain = sk_X509_new_null();
-    while (X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) sk_X509_push(id->chain, extra);
-    ERR_clear_error();  // the end of the file
+    while (id->leaf) {
+      X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+      if (!extra) break;
+      sk_X509_push(id->chain, extra);
+    }
     BIO_free(bio);
   }
   if (!id->leaf) {
     *error = "tls_server_config.cert_file: no PEM certificate in " + tls.cert_file + ": " + OpenSslError();
     return false;
   }
+  ERR_clear_error();  // the end of the chain
   bio = BIO_new_file(tls.key_file.c_str(), "r");
   if (bio) {
     id->key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
@@ -184,6 +188,8 @@ bool WebSecurity::InitSsl(SSL_CTX* ctx, std::string* error) {
     return false;
   }
   SSL_CTX_set_cert_cb(ctx, &WebSecurity::CertCallback, this);
+  // min_version and max_version decide, not the SSL_OP_NO_TLS* options civetweb sets from its own defaults.
+  SSL_CTX_clear_options(ctx, SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_3);
   if (SSL_CTX_set_min_proto_version(ctx, tls.min_version) != 1 ||
       SSL_CTX_set_max_proto_version(ctx, tls.max_version) != 1) {
     *error = "tls_server_config.min_version/max_version: " + OpenSslError();

@@ -210,6 +210,18 @@ class ImageTest(unittest.TestCase):
             with self.subTest(lib=lib):
                 self.assertIn(owned[path], closure)
 
+    def test_runtime_stage_names_openssl_as_civetweb_dlopens_it(self):
+        # civetweb loads OpenSSL at run time by these names (TLS, --web.config.file)
+        civetweb = ldd_paths(self.binary)["libcivetweb.so.1"]
+        with open(civetweb, "rb") as f:
+            blob = f.read()
+        runs = " ".join(t for k, t in self.stages[1][2] if k == "RUN")
+        for name in (b"libssl.so", b"libcrypto.so"):
+            with self.subTest(lib=name):
+                self.assertIn(name + b"\0", blob, "civetweb no longer dlopens this name: drop the link")
+                self.assertIn(name.decode().removesuffix(".so"), runs)
+        self.assertIn('ln -s "$so" "${so%.3}"', runs)
+
     def test_runtime_stage_holds_only_the_binary(self):
         instr = self.stages[1][2]
         copies = [t for k, t in instr if k in ("COPY", "ADD")]
