@@ -13,40 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "unit/web_test_support.h"
+
 namespace imdswatch {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory per test, removed after it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "imdswatch-webcfg-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  // Writes `text` to `name` (directories created) and returns its absolute path.
-  std::string Write(const std::string& name, const std::string& text) const {
-    const fs::path file = fs::path(path_) / name;
-    fs::create_directories(file.parent_path());
-    std::ofstream(file) << text;
-    return file.string();
-  }
-
- private:
-  std::string path_;
-};
-
-std::string Bcrypt(const std::string& password) {
-  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-  EXPECT_NE(crypt_gensalt_rn("$2b$", 4, nullptr, 0, setting, sizeof(setting)), nullptr);
-  crypt_data data{};
-  const char* hash = crypt_rn(password.c_str(), setting, &data, sizeof(data));
-  EXPECT_TRUE(hash != nullptr && hash[0] == '$') << "libxcrypt cannot make bcrypt hashes";
-  return hash ? hash : "";
-}
+using web_test::Bcrypt;
+using web_test::TempDir;
 
 // The error ParseWebConfig gives for yaml (relative paths from dir), "" when it parses.
 std::string ErrorOf(const std::string& yaml, const std::string& dir) {
@@ -177,6 +151,16 @@ struct BadCase {
   std::string what;  // and say this
 };
 
+void ExpectErrors(const std::vector<BadCase>& cases, const std::string& dir) {
+  for (const BadCase& c : cases) {
+    const std::string error = ErrorOf(c.yaml, dir);
+    EXPECT_EQ(error.rfind(c.key + ": ", 0), 0u) << "for\n" << c.yaml << "the error does not start with '" << c.key
+                                                << ": ': " << error;
+    EXPECT_NE(error.find(c.what), std::string::npos) << "for\n" << c.yaml << "the error does not say '" << c.what
+                                                     << "': " << error;
+  }
+}
+
 TEST_F(WebConfigTest, UnknownAndUnsupportedKeysAreNamed) {
   const std::vector<BadCase> cases = {
       {"bogus: 1\n", "bogus", "unknown key"},
@@ -219,13 +203,7 @@ TEST_F(WebConfigTest, UnknownAndUnsupportedKeysAreNamed) {
       {Tls("  client_ca_file: ca.pem\n  client_auth_type: NoClientCert\n"), "tls_server_config.client_auth_type",
        "without a client_auth_type"},
   };
-  for (const BadCase& c : cases) {
-    const std::string error = ErrorOf(c.yaml, dir_.path());
-    EXPECT_EQ(error.rfind(c.key + ": ", 0), 0u) << "for\n" << c.yaml << "the error does not start with '" << c.key
-                                                << ": ': " << error;
-    EXPECT_NE(error.find(c.what), std::string::npos) << "for\n" << c.yaml << "the error does not say '" << c.what
-                                                     << "': " << error;
-  }
+  ExpectErrors(cases, dir_.path());
 }
 
 TEST_F(WebConfigTest, UnreadableFilesAreNamed) {
@@ -246,13 +224,7 @@ TEST_F(WebConfigTest, UnreadableFilesAreNamed) {
        "not a regular file"},
   };
   dir_.Write("empty-token", " \n\t\n");
-  for (const BadCase& c : cases) {
-    const std::string error = ErrorOf(c.yaml, dir_.path());
-    EXPECT_EQ(error.rfind(c.key + ": ", 0), 0u) << "for\n" << c.yaml << "the error does not start with '" << c.key
-                                                << ": ': " << error;
-    EXPECT_NE(error.find(c.what), std::string::npos) << "for\n" << c.yaml << "the error does not say '" << c.what
-                                                     << "': " << error;
-  }
+  ExpectErrors(cases, dir_.path());
 }
 
 TEST_F(WebConfigTest, BadTlsVersions) {
@@ -264,11 +236,7 @@ TEST_F(WebConfigTest, BadTlsVersions) {
       {Tls("  min_version: [TLS12]\n"), "tls_server_config.min_version", "must be a string"},
       {Tls("  min_version: TLS13\n  max_version: TLS12\n"), "tls_server_config.min_version", "above max_version"},
   };
-  for (const BadCase& c : cases) {
-    const std::string error = ErrorOf(c.yaml, dir_.path());
-    EXPECT_EQ(error.rfind(c.key + ": ", 0), 0u) << c.yaml << error;
-    EXPECT_NE(error.find(c.what), std::string::npos) << c.yaml << error;
-  }
+  ExpectErrors(cases, dir_.path());
   std::string error;
   auto config = ParseWebConfig(Tls("  min_version: TLS10\n  max_version: TLS12\n"), dir_.path(), &error);
   ASSERT_TRUE(config) << error;

@@ -22,35 +22,15 @@
 #include "imdswatch/metrics_writer.h"
 #include "imdswatch/web_config.h"
 #include "imdswatch/web_security.h"
+#include "unit/web_test_support.h"
 
 namespace imdswatch {
 namespace {
 
 namespace fs = std::filesystem;
+using web_test::Bcrypt;
+using web_test::TempDir;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "imdswatch-web-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  // Writes `name` in place (same inode when it exists) and returns its path.
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::ofstream(File(name), std::ios::trunc) << text;
-    return File(name);
-  }
-  // Replaces `name` by a new file renamed over it, as Kubernetes and cert-manager do.
-  void Replace(const std::string& name, const std::string& text) const {
-    Write(name + ".new", text);
-    fs::rename(File(name + ".new"), File(name));
-  }
-
- private:
-  std::string path_;
-};
 
 std::string Read(const std::string& path) {
   std::ifstream in(path);
@@ -81,14 +61,6 @@ Shell RunShell(const std::string& command) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-std::string Bcrypt(const std::string& password) {
-  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-  EXPECT_NE(crypt_gensalt_rn("$2b$", 4, nullptr, 0, setting, sizeof(setting)), nullptr);
-  crypt_data data{};
-  const char* hash = crypt_rn(password.c_str(), setting, &data, sizeof(data));
-  EXPECT_TRUE(hash != nullptr && hash[0] == '$') << "libxcrypt cannot make bcrypt hashes";
-  return hash ? hash : "";
-}
 
 std::string Base64(const std::string& text) {
   std::string out(4 * ((text.size() + 2) / 3) + 1, '\0');
