@@ -90,6 +90,23 @@ long RssKib(pid_t pid) {
   return 0;
 }
 
+double CpuSeconds(pid_t pid) {
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  // "PID (comm) state ppid ...": comm may hold spaces and parentheses; utime and stime are fields
+  // 14 and 15, the 12th and 13th after the last ')'.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 1; i <= 13 && fields >> field; i++) {
+    if (i == 12) utime = std::stoull(field);
+    if (i == 13) stime = std::stoull(field);
+  }
+  if (!fields) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 bool SanitizedBuild() {
 #ifdef IMDSWATCH_SANITIZED
   return true;

@@ -73,6 +73,9 @@ int CurlFrom(const Cgroup& cgroup, const std::string& url);
 // VmRSS of a process in KiB (0 if gone).
 long RssKib(pid_t pid);
 
+// CPU time a process has used, user + system (utime + stime of /proc/PID/stat), in seconds; -1 if gone.
+double CpuSeconds(pid_t pid);
+
 // Agents built with -DIMDSWATCH_SANITIZE=ON (ASan's allocator keeps freed
 // memory in quarantine: resident memory is judged with a wider bound there).
 bool SanitizedBuild();
