@@ -3,6 +3,8 @@
 // clients (curl, Debian's botocore and Ruby SDK) and the agent under test,
 // asserted through its /metrics.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -464,6 +466,17 @@ TEST_F(PipelineTest, SecretsNeverReachMetricsOrLogs) {
   std::string doctor;
   Doctor(&doctor, /*json=*/true);
   EXPECT_EQ(doctor.find(kCanary), std::string::npos);
+  // every regular file the agent holds open (its logs, anything it might write)
+  int files = 0;
+  const std::string fds = "/proc/" + std::to_string(agent_->process().pid()) + "/fd";
+  for (const auto& fd : std::filesystem::directory_iterator(fds)) {
+    std::error_code ec;
+    const std::filesystem::path target = std::filesystem::read_symlink(fd.path(), ec);
+    if (ec || !std::filesystem::is_regular_file(target, ec)) continue;
+    files++;
+    EXPECT_EQ(ReadFile(target.string()).find(kCanary), std::string::npos) << target;
+  }
+  EXPECT_GE(files, 1) << "the agent's log file was not among its open files";
   // the canary really was on the wire: the stand-in served it
   std::string served;
   ASSERT_EQ(RunIn(pod, {"curl", "-sS", "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
