@@ -9,6 +9,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -98,13 +100,14 @@ int AttachedImdsPrograms() {
   return n;
 }
 
-TEST_F(LifecycleTest, SigtermDetachesEverythingWithinASecond) {
+TEST_F(LifecycleTest, SigtermDetachesEverythingWithinASecondAndARestartCountsAgain) {
   int loaded_before = LoadedImdsPrograms();
   int attached_before = AttachedImdsPrograms();
   Agent agent({"--no-kube"});
   ASSERT_EQ(AttachedImdsPrograms(), attached_before + 5);
   // traffic in flight while the signal arrives
-  Process load({"bash", "-c", "while true; do curl -s -m 1 http://169.254.169.254/ >/dev/null; done"});
+  auto load = std::make_unique<Process>(
+      std::vector<std::string>{"bash", "-c", "while true; do curl -s -m 1 http://169.254.169.254/ >/dev/null; done"});
   auto start = std::chrono::steady_clock::now();
   kill(agent.process().pid(), SIGTERM);
   while (AttachedImdsPrograms() != attached_before &&
@@ -119,6 +122,24 @@ TEST_F(LifecycleTest, SigtermDetachesEverythingWithinASecond) {
   for (int i = 0; i < 50 && LoadedImdsPrograms() != loaded_before; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(LoadedImdsPrograms(), loaded_before);
+
+  // A restart picks up again: a new agent attaches and counts from zero.
+  load.reset();
+  std::string work = "/tmp/imdswatch-restart-" + UniquePrefix();
+  const int port = FreePort();
+  Process standin({"/usr/bin/python3", SourceDir() + "/tests/fixtures/imds_standin.py", "--listen",
+                   "127.0.0.1:" + std::to_string(port), "--ready-file", work + ".ready"});
+  ASSERT_TRUE(WaitForFile(work + ".ready", std::chrono::seconds(10)));
+  Agent again({"--no-kube", "--endpoint", "127.0.0.1:" + std::to_string(port)});
+  EXPECT_EQ(AttachedImdsPrograms(), attached_before + 5);
+  ASSERT_EQ(RunCommand({"curl", "-sS", "-o", "/dev/null", "http://127.0.0.1:" + std::to_string(port) +
+                                                            "/latest/meta-data/instance-id"}),
+            0);
+  const std::map<std::string, std::string> mine = {{"client", "curl"}, {"call", "metadata"}};
+  auto scraped =
+      again.ScrapeUntil([&](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total", mine) >= 1; });
+  EXPECT_EQ(SumOf(scraped, "imds_requests_total", mine), 1);
+  unlink((work + ".ready").c_str());
 }
 
 TEST_F(LifecycleTest, TracePrintsOneJsonLinePerRequest) {
