@@ -5,7 +5,10 @@
  *   cgroup/connect4|6   mark metadata sockets (socket storage), once per connect
  *   sockops             handshake, retransmits, RTOs and close, marked sockets only
  *   cgroup_skb egress   request heads; ingress: status lines, lengths, expiry
- * Other traffic pays a port compare and, on a watched port, one storage lookup. */
+ *   tp_btf/kfree_skb    (raw_tp before 5.17) metadata replies dying in forwarding
+ * Other traffic pays a port compare, with an immediate when every endpoint is on
+ * port 80 (the loader then picks the programs without the _any suffix); on a
+ * watched port, an address compare; only a metadata peer's socket is looked up. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -26,7 +29,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by the loader before load. */
 const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
-const volatile bool watch_forwarding = true; /* the kfree_skb hop-limit proof */
+/* endpoints[] as the filters read it: one cache line for ports and v4 */
+const volatile struct imds_filter filter __attribute__((aligned(64))) = {};
 const volatile __u8 zero_window[IMDS_SCAN_WINDOW] = {}; /* scrubs the scratch window */
 /* 0: wake the reader at every record (`imdswatch trace`); else the agent
  * drains the ring on a timer and is woken only once this many bytes wait. */
@@ -41,7 +45,8 @@ struct imds_resp_parser;
 static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p);
 static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns);
 static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction);
-static __always_inline int load_payload(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 n);
+struct seg_ctx;
+static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf, __u32 n);
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
@@ -74,6 +79,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
+
+/* Cgroups whose path the agent knows (it adds them after each connect
+ * event); their callers' records wait for the drain timer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} known_cgroups SEC(".maps");
 
 /* How a record is committed. A wakeup per record costs more than all the
  * rest of a metadata request's programs: its irq_work raises a self-IPI (a
@@ -144,13 +158,13 @@ static __always_inline void count_drop(__u32 reason)
 		*n += 1;
 }
 
-static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds_sock *s, __u8 type)
+static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds_sock *s, __u8 type, __u64 now)
 {
 	h->type = type;
 	h->family = s->family;
 	h->dport = s->dport;
 	h->tgid = s->tgid;
-	h->ts_ns = bpf_ktime_get_ns();
+	h->ts_ns = now;
 	h->sock_id = s->sock_id;
 	h->cgroup_id = s->cgroup_id;
 }
@@ -164,7 +178,7 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_hdr(&e->hdr, s, type);
+	fill_hdr(&e->hdr, s, type, bpf_ktime_get_ns());
 	submit(e);
 }
 
@@ -194,14 +208,20 @@ static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb)
 	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
 }
 
-static __always_inline int emit_request(struct __sk_buff *skb)
+/* The segment being parsed, handed through the parser as its ctx: the
+ * callbacks reuse its socket state and its timestamp. */
+struct seg_ctx {
+	struct __sk_buff *skb;
+	struct imds_sock *s;
+	__u64 now;
+};
+
+static __always_inline int emit_request(struct seg_ctx *c)
 {
-	struct imds_sock *s = skb_sock_state(skb);
+	struct imds_sock *s = c->s;
 	struct imds_request_event *e;
 	struct imds_req_parser *p;
 
-	if (!s)
-		return 0;
 	p = &s->req;
 	imds_note_request(&s->resp, p);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -209,7 +229,7 @@ static __always_inline int emit_request(struct __sk_buff *skb)
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST);
+	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST, c->now);
 	e->start_ns = p->start_ns;
 	e->seq = p->seq;
 	e->method = method_id(p);
@@ -223,7 +243,7 @@ static __always_inline int emit_request(struct __sk_buff *skb)
 	return 0;
 }
 
-static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, __u8 direction)
+static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, __u8 direction, __u64 now)
 {
 	struct imds_parse_error_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -231,33 +251,28 @@ static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, _
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_PARSE_ERROR);
+	fill_hdr(&e->hdr, s, IMDS_EV_PARSE_ERROR, now);
 	e->reason = reason;
 	e->direction = direction;
 	submit(e);
 }
 
-static __always_inline int emit_parse_error(struct __sk_buff *skb, __u32 reason, __u32 direction)
+static __always_inline int emit_parse_error(struct seg_ctx *c, __u32 reason, __u32 direction)
 {
-	struct imds_sock *s = skb_sock_state(skb);
-
-	if (s)
-		send_parse_error(s, reason, direction);
+	send_parse_error(c->s, reason, direction, c->now);
 	return 0;
 }
 
-static __always_inline int emit_response(struct __sk_buff *skb, __u64 end_ns)
+static __always_inline int emit_response(struct seg_ctx *c, __u64 end_ns)
 {
-	struct imds_sock *s = skb_sock_state(skb);
+	struct imds_sock *s = c->s;
 	struct imds_response_event *e;
 	struct imds_resp_parser *p;
 
-	if (!s)
-		return 0;
 	p = &s->resp;
 	if (p->seq >= s->req.seq) {
 		/* nothing asked: a server speaking first, or a lost request head */
-		send_parse_error(s, IMDS_PERR_UNEXPECTED_RESPONSE, 1);
+		send_parse_error(s, IMDS_PERR_UNEXPECTED_RESPONSE, 1, c->now);
 		return 0;
 	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -265,7 +280,7 @@ static __always_inline int emit_response(struct __sk_buff *skb, __u64 end_ns)
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE);
+	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE, c->now);
 	e->first_byte_ns = p->first_ns;
 	e->end_ns = end_ns;
 	e->seq = p->seq;
@@ -277,9 +292,9 @@ static __always_inline int emit_response(struct __sk_buff *skb, __u64 end_ns)
 	return 0;
 }
 
-static __always_inline int load_payload(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 n)
+static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf, __u32 n)
 {
-	if (bpf_skb_load_bytes(skb, off, buf, n)) {
+	if (bpf_skb_load_bytes(c->skb, off, buf, n)) {
 		count_drop(IMDS_DROP_LOAD_BYTES);
 		return -1;
 	}
@@ -301,8 +316,76 @@ static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 dir
 	emit_parse_error(ctx, reason, direction);
 }
 
+/* ---- filters ---- */
+
+/* Port 80, network byte order: every production endpoint's port (EC2 v4 and
+ * v6, ECS, EKS Pod Identity). When all watched endpoints use it, the loader
+ * picks the programs that compare with it as an immediate: other traffic
+ * then touches no map memory (on hooks as rare as connect, a cold .rodata
+ * line costs more than the whole filter). */
+#define PORT80_BE bpf_htons(80)
+
+/* __sk_buff.remote_port is the port in network byte order in a u32, which
+ * little-endian kernels fill shifted left by 16 (bpf_sock_addr.user_port is
+ * not shifted). The object's byte order is the kernel's. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SKB_PORT(be16) ((__u32)(be16) << 16)
+#define SKB_PORT_BE16(v) ((__u16)((v) >> 16))
+#else
+#define SKB_PORT(be16) ((__u32)(be16))
+#define SKB_PORT_BE16(v) ((__u16)(v))
+#endif
+
+/* filter.* counts are read once: the verifier knows them (a frozen map) and
+ * cuts the unrolled compares past them. */
+static __always_inline bool port_listed(__u16 port)
+{
+	__u32 n = filter.nr_ports;
+
+	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
+		if (i >= n)
+			break;
+		if (filter.ports[i] == port)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool v4_listed(__u32 addr)
+{
+	__u32 n = filter.nr_v4;
+
+	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
+		if (i >= n)
+			break;
+		if (filter.v4[i] == addr)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool v6_listed(const __u32 *a)
+{
+	__u32 n = filter.nr_v6;
+
+	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
+		if (i >= n)
+			break;
+		if (filter.v6[i][0] == a[0] && filter.v6[i][1] == a[1] && filter.v6[i][2] == a[2] &&
+		    filter.v6[i][3] == a[3])
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool v4_mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
+}
+
 /* ---- socket marking ---- */
 
+/* The exact test (family, address and port of one endpoint). */
 static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u16 port)
 {
 	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
@@ -347,22 +430,74 @@ static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family,
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_CONNECT);
+	fill_hdr(&e->hdr, s, IMDS_EV_CONNECT, bpf_ktime_get_ns());
 	e->daddr[0] = addr[0];
 	e->daddr[1] = family == AF_INET6 ? addr[1] : 0;
 	e->daddr[2] = family == AF_INET6 ? addr[2] : 0;
 	e->daddr[3] = family == AF_INET6 ? addr[3] : 0;
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-	submit(e);
+	/* A caller from a cgroup the agent has not placed yet wakes it now: it
+	 * learns the cgroup's path from /proc/PID/cgroup while the caller lives
+	 * (a short-lived pod is gone before the drain timer). */
+	if (wakeup_bytes && !bpf_map_lookup_elem(&known_cgroups, &s->cgroup_id))
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	else
+		submit(e);
 }
 
+static __always_inline void load_ip6(struct bpf_sock_addr *ctx, __u32 *addr)
+{
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+}
+
+/* Every endpoint on port 80: a connect elsewhere returns after one load and
+ * a compare with an immediate; the address decides on port 80. */
 SEC("cgroup/connect4")
 int imds_connect4(struct bpf_sock_addr *ctx)
 {
 	__u32 addr[4] = {};
+
+	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM)
+		return 1;
+	addr[0] = ctx->user_ip4;
+	if (v4_listed(addr[0]))
+		track_socket(ctx, AF_INET, addr, PORT80_BE);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int imds_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+
+	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM)
+		return 1;
+	load_ip6(ctx, addr);
+	/* a v4-mapped address (::ffff:a.b.c.d) on a dual-stack socket */
+	if (v4_mapped(addr)) {
+		__u32 v4[4] = {addr[3], 0, 0, 0};
+
+		if (v4_listed(v4[0]))
+			track_socket(ctx, AF_INET, v4, PORT80_BE);
+		return 1;
+	}
+	if (v6_listed(addr))
+		track_socket(ctx, AF_INET6, addr, PORT80_BE);
+	return 1;
+}
+
+/* Any ports: the port against the distinct watched ports first, then the
+ * socket type, then the exact endpoint test. */
+SEC("cgroup/connect4")
+int imds_connect4_any(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4] = {};
 	__u16 port = ctx->user_port;
 
-	if (ctx->type != SOCK_STREAM)
+	if (!port_listed(port) || ctx->type != SOCK_STREAM)
 		return 1;
 	addr[0] = ctx->user_ip4;
 	if (endpoint_match(AF_INET, addr, port))
@@ -371,19 +506,15 @@ int imds_connect4(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/connect6")
-int imds_connect6(struct bpf_sock_addr *ctx)
+int imds_connect6_any(struct bpf_sock_addr *ctx)
 {
 	__u32 addr[4];
 	__u16 port = ctx->user_port;
 
-	if (ctx->type != SOCK_STREAM)
+	if (!port_listed(port) || ctx->type != SOCK_STREAM)
 		return 1;
-	addr[0] = ctx->user_ip6[0];
-	addr[1] = ctx->user_ip6[1];
-	addr[2] = ctx->user_ip6[2];
-	addr[3] = ctx->user_ip6[3];
-	/* a v4-mapped address (::ffff:a.b.c.d) on a dual-stack socket */
-	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff)) {
+	load_ip6(ctx, addr);
+	if (v4_mapped(addr)) {
 		__u32 v4[4] = {addr[3], 0, 0, 0};
 
 		if (endpoint_match(AF_INET, v4, port))
@@ -418,7 +549,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE);
+	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE, bpf_ktime_get_ns());
 	e->requests = s->req.seq;
 	e->responses = s->resp.seq;
 	e->retransmits = s->retransmits;
@@ -473,23 +604,39 @@ int imds_sockops(struct bpf_sock_ops *ops)
 
 /* ---- payload (cgroup_skb) ---- */
 
-static __always_inline bool watched_port(__u32 remote_port)
+/* The peer of the skb's socket is a watched address (on some watched port).
+ * volatile: each ctx field is its own load (clang would otherwise fold their
+ * offsets into one computed ctx pointer, which the verifier refuses). */
+static __always_inline bool skb_addr_listed(struct __sk_buff *skb)
 {
-	/* network byte order; little-endian kernels hand it over shifted left by 16 */
-	__u16 port = remote_port > 0xffff ? remote_port >> 16 : remote_port;
+	__u32 family = *(volatile __u32 *)&skb->family;
+	__u32 a[4];
 
-	for (int i = 0; i < IMDS_MAX_ENDPOINTS; i++) {
-		if (i >= nr_endpoints)
-			break;
-		if (endpoints[i].port == port)
-			return true;
-	}
-	return false;
+	if (family == AF_INET)
+		return v4_listed(*(volatile __u32 *)&skb->remote_ip4);
+	if (family != AF_INET6)
+		return false;
+	a[0] = *(volatile __u32 *)&skb->remote_ip6[0];
+	a[1] = *(volatile __u32 *)&skb->remote_ip6[1];
+	a[2] = *(volatile __u32 *)&skb->remote_ip6[2];
+	a[3] = *(volatile __u32 *)&skb->remote_ip6[3];
+	if (v4_mapped(a)) /* a dual-stack socket */
+		return v4_listed(a[3]);
+	return v6_listed(a);
 }
 
-static __always_inline struct imds_sock *skb_state(struct __sk_buff *skb)
+/* Every endpoint on port 80: one compare with an immediate for other
+ * traffic; other hosts' port 80 stops at the address compare. */
+static __always_inline struct imds_sock *skb_state_port80(struct __sk_buff *skb)
 {
-	if (!watched_port(skb->remote_port))
+	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_listed(skb))
+		return NULL;
+	return skb_sock_state(skb);
+}
+
+static __always_inline struct imds_sock *skb_state_any(struct __sk_buff *skb)
+{
+	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_listed(skb))
 		return NULL;
 	return skb_sock_state(skb);
 }
@@ -501,27 +648,48 @@ struct tcp_seg {
 	__u8 flags; /* TCP flags byte */
 };
 
+struct tcp_head {
+	__be16 source, dest;
+	__be32 seq, ack_seq;
+	__u8 doff_res, flags;
+};
+
 static __always_inline int locate_payload(struct __sk_buff *skb, __u8 family, struct tcp_seg *seg)
 {
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcp_head *th, copy;
 	__u32 ip_len = 40;
 	__u8 b;
-	struct {
-		__be16 source, dest;
-		__be32 seq, ack_seq;
-		__u8 doff_res, flags;
-	} th;
 
+	/* The headers are in the linear part (TCP built them there, or pulled
+	 * them before the socket filter): read in place, no helper call. */
+	if (family == AF_INET) {
+		if (data + 1 > data_end)
+			goto load;
+		ip_len = (*(__u8 *)data & 0x0f) * 4;
+	}
+	th = data + ip_len;
+	if ((void *)(th + 1) > data_end)
+		goto load;
+	seg->seq = bpf_ntohl(th->seq);
+	seg->flags = th->flags;
+	b = th->doff_res;
+	goto found;
+load:
 	if (family == AF_INET) {
 		if (bpf_skb_load_bytes(skb, 0, &b, 1))
 			return -1;
 		ip_len = (b & 0x0f) * 4;
 	}
-	if (bpf_skb_load_bytes(skb, ip_len, &th, sizeof(th)))
+	if (bpf_skb_load_bytes(skb, ip_len, &copy, sizeof(copy)))
 		return -1;
-	seg->off = ip_len + (th.doff_res >> 4) * 4;
+	seg->seq = bpf_ntohl(copy.seq);
+	seg->flags = copy.flags;
+	b = copy.doff_res;
+found:
+	seg->off = ip_len + (b >> 4) * 4;
 	seg->len = skb->len > seg->off ? skb->len - seg->off : 0;
-	seg->seq = bpf_ntohl(th.seq);
-	seg->flags = th.flags;
 	return 0;
 }
 
@@ -543,7 +711,7 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
 			seg->off += behind;
 			seg->len -= behind;
 		} else if (behind < 0) {
-			send_parse_error(s, IMDS_PERR_SEQ_GAP, dir);
+			send_parse_error(s, IMDS_PERR_SEQ_GAP, dir, bpf_ktime_get_ns());
 		}
 	}
 	*next = end;
@@ -555,9 +723,9 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
 static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir,
 				       __u32 off, __u32 end)
 {
-	__u64 now = sc->now;
+	struct seg_ctx c = {.skb = skb, .s = s, .now = sc->now};
 
-	off = imds_parse_window(skb, dir, &s->req, &s->resp, sc->buf, off, end, now);
+	off = imds_parse_window(&c, dir, &s->req, &s->resp, sc->buf, off, end, c.now);
 	/* the window may hold a token or a key: it must not outlive the parse
 	 * (one helper call, not an inlined memset on every verified path) */
 	bpf_probe_read_kernel(sc->buf, sizeof(sc->buf), (const void *)zero_window);
@@ -577,9 +745,9 @@ static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *
 
 	if (phase != IMDS_PH_BODY && phase != IMDS_PH_ERROR) {
 		if (dir)
-			imds_resp_fail(skb, &s->resp, IMDS_PERR_HEADER_TOO_LONG);
+			imds_resp_fail(&c, &s->resp, IMDS_PERR_HEADER_TOO_LONG);
 		else
-			imds_req_fail(skb, &s->req, IMDS_PERR_HEADER_TOO_LONG);
+			imds_req_fail(&c, &s->req, IMDS_PERR_HEADER_TOO_LONG);
 	}
 }
 
@@ -632,7 +800,7 @@ static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
 SEC("cgroup_skb/egress")
 int imds_egress(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state(skb);
+	struct imds_sock *s = skb_state_port80(skb);
 
 	if (s)
 		parse_segment(skb, s, 0);
@@ -642,7 +810,28 @@ int imds_egress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int imds_ingress(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state(skb);
+	struct imds_sock *s = skb_state_port80(skb);
+
+	if (s)
+		parse_segment(skb, s, 1);
+	return 1;
+}
+
+/* The same where some endpoint is on another port. */
+SEC("cgroup_skb/egress")
+int imds_egress_any(struct __sk_buff *skb)
+{
+	struct imds_sock *s = skb_state_any(skb);
+
+	if (s)
+		parse_segment(skb, s, 0);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress_any(struct __sk_buff *skb)
+{
+	struct imds_sock *s = skb_state_any(skb);
 
 	if (s)
 		parse_segment(skb, s, 1);
@@ -670,24 +859,45 @@ int imds_ingress_more(struct __sk_buff *skb)
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
 
-/* kfree_skb is the drop path (consume_skb the normal one), and ip_forward
- * frees a packet whose TTL would reach 0 through it. Only a TCP segment from
- * a watched endpoint's port with TTL <= 1 is reported. */
-SEC("raw_tp/kfree_skb")
-int imds_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
+/* The drop reasons involved, under flavoured names: CO-RE resolves them
+ * against the running kernel's enum skb_drop_reason (5.17+), whatever the
+ * build machine's vmlinux.h holds. The values here are placeholders. */
+enum skb_drop_reason___imds {
+	SKB_DROP_REASON_NOT_SPECIFIED___imds = 1,
+	SKB_DROP_REASON_IP_INHDR___imds = 2,
+	SKB_DROP_REASON_PKT_TOO_BIG___imds = 3,
+	SKB_DROP_REASON_IP_TTL_EXCEEDED___imds = 4,
+};
+
+/* The tracepoint's record: has a reason where the tracepoint passes one. */
+struct trace_event_raw_kfree_skb___imds {
+	enum skb_drop_reason___imds reason;
+} __attribute__((preserve_access_index));
+
+/* Could this drop be an exhausted TTL in ip_forward / ip6_forward? */
+static __always_inline bool ttl_drop_reason(__u32 reason)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	if (bpf_core_enum_value_exists(enum skb_drop_reason___imds, SKB_DROP_REASON_IP_TTL_EXCEEDED___imds) &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason___imds, SKB_DROP_REASON_IP_TTL_EXCEEDED___imds))
+		return true;
+	/* 5.19 gave the forwarding paths their reasons (PKT_TOO_BIG came with
+	 * them): an exhausted TTL is IP_INHDR there. 5.17 and 5.18 free it
+	 * without one. */
+	if (bpf_core_enum_value_exists(enum skb_drop_reason___imds, SKB_DROP_REASON_PKT_TOO_BIG___imds))
+		return reason == bpf_core_enum_value(enum skb_drop_reason___imds, SKB_DROP_REASON_IP_INHDR___imds);
+	return reason == bpf_core_enum_value(enum skb_drop_reason___imds, SKB_DROP_REASON_NOT_SPECIFIED___imds);
+}
+
+/* ip_forward frees a packet whose TTL would reach 0 through kfree_skb (the
+ * drop path; consume_skb is the normal one). Only a TCP segment from a
+ * watched endpoint's address and port with TTL <= 1 is reported. */
+static __always_inline int ttl_drop(__u16 proto, unsigned char *head, __u16 nh)
+{
 	__u32 saddr[4] = {}, daddr[4] = {};
-	unsigned char *head;
-	__u16 proto, nh, sport, dport;
+	__u16 sport, dport;
 	__u8 family, ttl, l4;
 	__u32 l4_off;
 
-	if (!watch_forwarding || !skb)
-		return 0;
-	proto = BPF_CORE_READ(skb, protocol);
-	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
@@ -735,4 +945,32 @@ int imds_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	__builtin_memcpy(e->daddr, daddr, sizeof(daddr));
 	submit(e);
 	return 0;
+}
+
+/* BTF-typed: the reason argument (5.17+) stops every other drop at one
+ * load and a compare, and the skb's fields are plain loads. The loader
+ * picks this one where the kernel's tracepoint has the reason. */
+SEC("tp_btf/kfree_skb")
+int imds_kfree_skb(__u64 *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx[0];
+
+	/* a constant after relocation: without the argument, ctx[2] is never
+	 * read (and the verifier never sees the read) */
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___imds, reason) && !ttl_drop_reason(ctx[2]))
+		return 0;
+	if (!skb)
+		return 0;
+	return ttl_drop(skb->protocol, skb->head, skb->network_header);
+}
+
+/* Kernels before 5.17 (no reason argument): every drop reads the headers. */
+SEC("raw_tp/kfree_skb")
+int imds_kfree_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+
+	if (!skb)
+		return 0;
+	return ttl_drop(BPF_CORE_READ(skb, protocol), BPF_CORE_READ(skb, head), BPF_CORE_READ(skb, network_header));
 }

@@ -149,4 +149,17 @@ struct imds_endpoint {
 	__u16 family;
 };
 
+/* The endpoints again, as the per-packet and per-connect filters want them:
+ * distinct ports and distinct addresses per family, counts and the v4 list in
+ * one cache line (the first 60 bytes). A match on port and address here is
+ * only a candidate where endpoints use different ports; endpoints[] decides. */
+struct imds_filter {
+	__u32 nr_ports;
+	__u32 nr_v4;
+	__u32 nr_v6;
+	__u16 ports[IMDS_MAX_ENDPOINTS]; /* network byte order */
+	__u32 v4[IMDS_MAX_ENDPOINTS];    /* network byte order */
+	__u32 v6[IMDS_MAX_ENDPOINTS][4];
+};
+
 #endif /* IMDSWATCH_H */

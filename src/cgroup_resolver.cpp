@@ -92,23 +92,24 @@ std::optional<std::string> CgroupResolver::PathOf(uint64_t id) {
   return it->second.path;
 }
 
-void CgroupResolver::LearnFromProcess(uint32_t pid, uint64_t id, const std::string& proc_root) {
+bool CgroupResolver::LearnFromProcess(uint32_t pid, uint64_t id, const std::string& proc_root) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cache_.count(id)) return;
+    if (cache_.count(id)) return true;
   }
   std::ifstream in(proc_root + "/" + std::to_string(pid) + "/cgroup");
   std::string line, path;
   while (std::getline(in, line))
     if (line.rfind("0::", 0) == 0) path = line.substr(3);
-  if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos) return;
+  if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos) return false;
   struct stat st {};
   const std::string full = path == "/" ? root_ : root_ + path;
-  if (stat(full.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_ino != id) return;
+  if (stat(full.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_ino != id) return false;
   std::lock_guard<std::mutex> lock(mu_);
-  if (cache_.count(id)) return;
-  if (cache_.size() >= max_entries_) return;  // a rescan makes room for what is asked
+  if (cache_.count(id)) return true;
+  if (cache_.size() >= max_entries_) return false;  // a rescan makes room for what is asked
   cache_.emplace(id, Entry{path == "/" ? std::string("/") : path, true, scan_number_});
+  return true;
 }
 
 bool CgroupResolver::Exists(uint64_t id) {

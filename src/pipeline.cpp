@@ -85,7 +85,8 @@ void Pipeline::OnRecord(const void* data, size_t size) {
   const imds_event_hdr& hdr = HeaderOf(event);
   events_[hdr.type & 15]++;
   // the caller is alive now: learn its cgroup's path before the pod can go away
-  if (hdr.type == IMDS_EV_CONNECT) cgroups_->LearnFromProcess(hdr.tgid, hdr.cgroup_id);
+  if (hdr.type == IMDS_EV_CONNECT && cgroups_->LearnFromProcess(hdr.tgid, hdr.cgroup_id))
+    probes_->MarkCgroupKnown(hdr.cgroup_id);
   tracker_->Handle(event);
 }
 

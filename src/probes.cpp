@@ -1,6 +1,7 @@
 #include "imdswatch/probes.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -45,6 +47,44 @@ int LibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
 
 std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
 
+// Does this kernel's kfree_skb tracepoint pass a drop reason (5.17+)? Its
+// BTF prototype, btf_trace_kfree_skb, is then (void *, skb, location,
+// enum skb_drop_reason[, ...]).
+bool KfreeSkbHasReason() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (libbpf_get_error(vmlinux)) return false;
+  bool has = false;
+  int id = btf__find_by_name_kind(vmlinux, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+  const btf_type* t = id > 0 ? btf__type_by_id(vmlinux, id) : nullptr;
+  if (t) t = btf__type_by_id(vmlinux, t->type);  // the pointer
+  if (t && btf_is_ptr(t)) t = btf__type_by_id(vmlinux, t->type);
+  if (t && btf_is_func_proto(t) && btf_vlen(t) >= 4) {
+    const btf_type* arg = btf__type_by_id(vmlinux, btf_params(t)[3].type);
+    while (arg && (btf_is_typedef(arg) || btf_is_mod(arg))) arg = btf__type_by_id(vmlinux, arg->type);
+    has = arg && (btf_is_enum(arg) || btf_is_enum64(arg));
+  }
+  btf__free(vmlinux);
+  return has;
+}
+
+// endpoints[] again for the filters: distinct ports and addresses.
+void FillFilter(const std::vector<Endpoint>& endpoints, imds_filter* f) {
+  *f = {};
+  for (const Endpoint& ep : endpoints) {
+    const uint16_t port = htons(ep.port);
+    if (std::find(f->ports, f->ports + f->nr_ports, port) == f->ports + f->nr_ports) f->ports[f->nr_ports++] = port;
+    if (ep.family == AF_INET) {
+      uint32_t a;
+      std::memcpy(&a, ep.addr, sizeof(a));
+      if (std::find(f->v4, f->v4 + f->nr_v4, a) == f->v4 + f->nr_v4) f->v4[f->nr_v4++] = a;
+    } else {
+      bool seen = false;
+      for (uint32_t i = 0; i < f->nr_v6; i++) seen = seen || std::memcmp(f->v6[i], ep.addr, 16) == 0;
+      if (!seen) std::memcpy(f->v6[f->nr_v6++], ep.addr, 16);
+    }
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* error) {
@@ -68,6 +108,32 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     slot.family = static_cast<__u16>(ep.family);
   }
   rodata->nr_endpoints = static_cast<__u32>(options.endpoints.size());
+  FillFilter(options.endpoints, const_cast<imds_filter*>(&rodata->filter));
+
+  // Hook selection (docs/design.md): one program per hook is loaded.
+  // Every endpoint on port 80 (the defaults, ECS, EKS Pod Identity): the
+  // programs whose other-traffic exit compares the port with an immediate;
+  // otherwise the *_any ones, which compare it with the watched ports.
+  auto* progs = &probes->skel_->progs;
+  const bool port80 = std::all_of(options.endpoints.begin(), options.endpoints.end(),
+                                  [](const Endpoint& ep) { return ep.port == 80; });
+  bpf_program* connect4 = port80 ? progs->imds_connect4 : progs->imds_connect4_any;
+  bpf_program* connect6 = port80 ? progs->imds_connect6 : progs->imds_connect6_any;
+  bpf_program* egress = port80 ? progs->imds_egress : progs->imds_egress_any;
+  bpf_program* ingress = port80 ? progs->imds_ingress : progs->imds_ingress_any;
+  for (bpf_program* unused : {port80 ? progs->imds_connect4_any : progs->imds_connect4,
+                              port80 ? progs->imds_connect6_any : progs->imds_connect6,
+                              port80 ? progs->imds_egress_any : progs->imds_egress,
+                              port80 ? progs->imds_ingress_any : progs->imds_ingress})
+    bpf_program__set_autoload(unused, false);
+  // kfree_skb: tp_btf where the tracepoint passes the drop reason (5.17+),
+  // which filters every other drop first; raw_tp before. Neither when the
+  // forwarding path is not watched.
+  const bool tp_btf = options.watch_forwarding && KfreeSkbHasReason();
+  bpf_program* kfree = tp_btf ? progs->imds_kfree_skb : progs->imds_kfree_raw;
+  const char* kfree_hook = tp_btf ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
+  bpf_program__set_autoload(tp_btf ? progs->imds_kfree_raw : progs->imds_kfree_skb, false);
+  if (!options.watch_forwarding) bpf_program__set_autoload(kfree, false);
   // a ring buffer must be a power of two pages
   uint32_t ring = 4096;
   while (ring < options.ringbuf_bytes) ring <<= 1;
@@ -75,7 +141,6 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   // continuations run only as tail calls: loaded, never attached
   bpf_program__set_autoattach(probes->skel_->progs.imds_egress_more, false);
   bpf_program__set_autoattach(probes->skel_->progs.imds_ingress_more, false);
-  rodata->watch_forwarding = options.watch_forwarding;
   // batched: the reader is woken early only when a quarter of the ring waits
   rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
 
@@ -111,12 +176,12 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bool cgroup;
     bool required;
   } table[] = {
-      {probes->skel_->progs.imds_connect4, "cgroup/connect4", true, true},
-      {probes->skel_->progs.imds_connect6, "cgroup/connect6", true, true},
-      {probes->skel_->progs.imds_sockops, "sockops", true, true},
-      {probes->skel_->progs.imds_egress, "cgroup_skb/egress", true, true},
-      {probes->skel_->progs.imds_ingress, "cgroup_skb/ingress", true, true},
-      {probes->skel_->progs.imds_kfree_skb, "raw_tp/kfree_skb", false, false},
+      {connect4, "cgroup/connect4", true, true},
+      {connect6, "cgroup/connect6", true, true},
+      {progs->imds_sockops, "sockops", true, true},
+      {egress, "cgroup_skb/egress", true, true},
+      {ingress, "cgroup_skb/ingress", true, true},
+      {kfree, kfree_hook, false, false},
   };
   for (const auto& entry : table) {
     if (!entry.cgroup && !options.watch_forwarding) continue;
@@ -150,6 +215,12 @@ Probes::~Probes() {
 }
 
 int Probes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+void Probes::MarkCgroupKnown(uint64_t cgroup_id) {
+  const uint8_t known = 1;
+  // an LRU map: a full one evicts the coldest cgroup, whose next connect wakes the agent again
+  bpf_map__update_elem(skel_->maps.known_cgroups, &cgroup_id, sizeof(cgroup_id), &known, sizeof(known), BPF_ANY);
+}
 
 std::array<uint64_t, IMDS_DROP__COUNT> Probes::DropCounts() const {
   std::array<uint64_t, IMDS_DROP__COUNT> totals{};

@@ -42,8 +42,9 @@ class CgroupResolver {
   std::optional<std::string> PathOf(uint64_t id);
   // Learns id's path from a live process's /proc/PID/cgroup (cgroup v2 line),
   // checked against the directory's inode: cheap and exact while the caller
-  // lives, so a pod gone before the next rescan still has its path.
-  void LearnFromProcess(uint32_t pid, uint64_t id, const std::string& proc_root = "/proc");
+  // lives, so a pod gone before the next rescan still has its path. True
+  // when id's path is known afterwards (learnt now or before).
+  bool LearnFromProcess(uint32_t pid, uint64_t id, const std::string& proc_root = "/proc");
 
   // Whether the cgroup still exists, for expiring per-cgroup series. Ids this
   // resolver cannot place (not cached, rescan throttled) read as gone.

@@ -44,6 +44,9 @@ class Probes {
   // Detaches every program now (maps stay readable); the destructor does the rest.
   void Detach();
   int ringbuf_fd() const;
+  // Tells the kernel side that the agent knows this cgroup's path: its
+  // connects then wait for the drain timer instead of waking the agent.
+  void MarkCgroupKnown(uint64_t cgroup_id);
   // Kernel-side losses by enum imds_drop_reason, summed over CPUs.
   std::array<uint64_t, IMDS_DROP__COUNT> DropCounts() const;
   // "hook:program" of each attached program, for /healthz.

@@ -9,7 +9,7 @@ hostPath volumes as read-only bind mounts (cgroup tree; /sys/kernel/btf over its
 namespace. Then:
 
 - the probe paths of the DaemonSet answer 200 on its port, /healthz with every program attached (the five
-  cgroup programs and the raw_tp/kfree_skb tracepoint, which the agent would skip with a warning);
+  cgroup programs and the kfree_skb tracepoint (tp_btf, raw_tp before 5.17), which the agent would skip with a warning);
 - /proc shows the process holds exactly those capabilities and no_new_privs;
 - an IMDSv2 token PUT and two credential GETs by curl to a loopback metadata stand-in (tests/fixtures/
   imds_standin.py, watched with --endpoint) are counted on the ServiceMonitor's metrics path;
@@ -137,8 +137,8 @@ class CapabilitiesTest(unittest.TestCase):
                 self.assertEqual(ports[probe["port"]], 10169)
                 status, body = k.http_get(self.url(probe["path"]))
                 self.assertEqual(status, 200, body)
-        # every program attached: the five cgroup programs and, where the kernel has it, the raw_tp/kfree_skb
-        # tracepoint (optional to the agent, so check its log does not say it was skipped)
+        # every program attached: the five cgroup programs and, where the kernel has it, the kfree_skb tracepoint
+        # (optional to the agent, so check its log does not say it was skipped)
         status, body = k.http_get(self.url("/healthz"))
         m = re.search(r"(\d+) programs attached", body)
         self.assertTrue(m, body)

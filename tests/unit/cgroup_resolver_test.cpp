@@ -211,3 +211,31 @@ TEST_F(DetectRootTest, NoCgroup2OrNoFile) {
 
 }  // namespace
 }  // namespace imdswatch
+
+namespace imdswatch {
+namespace {
+
+// A live caller's /proc/PID/cgroup places a cgroup the resolver has never
+// scanned, and stays placed after the cgroup goes; a line that disagrees with
+// the directory's inode, or a path escaping the root, is not learnt.
+TEST_F(CgroupResolverTest, LearnsFromALiveProcessAndSaysWhetherItKnows) {
+  CgroupResolver r = Make();
+  ASSERT_FALSE(r.PathOf(0).has_value());  // the first scan happens now, before the container exists
+  const uint64_t id = tree_.Mkdir(kContainer);
+  TempTree proc;
+  fs::create_directories(proc.root() + "/42");
+  std::ofstream(proc.root() + "/42/cgroup") << "0::" << kContainer << "\n";
+  fs::create_directories(proc.root() + "/43");
+  std::ofstream(proc.root() + "/43/cgroup") << "0::/kubepods.slice/../../etc\n";
+
+  EXPECT_FALSE(r.LearnFromProcess(43, id, proc.root()));       // escapes the root
+  EXPECT_FALSE(r.LearnFromProcess(42, id + 1, proc.root()));   // another cgroup's id: inode differs
+  EXPECT_FALSE(r.LearnFromProcess(44, id, proc.root()));       // process gone
+  EXPECT_TRUE(r.LearnFromProcess(42, id, proc.root()));
+  tree_.Rmdir(kContainer);
+  EXPECT_TRUE(r.LearnFromProcess(99, id, proc.root()));  // known before: no /proc read needed
+  EXPECT_EQ(r.PathOf(id), kContainer);
+}
+
+}  // namespace
+}  // namespace imdswatch
