@@ -133,6 +133,9 @@ PodInfo ParsePod(const json& pod) {
     std::string ip = String(Field(status, "podIP"));
     if (!ip.empty() && std::find(info.ips.begin(), info.ips.end(), ip) == info.ips.end()) info.ips.push_back(ip);
   }
+  // A finished pod keeps status.podIPs, but the address is free for the next pod.
+  const std::string phase = String(Field(status, "phase"));
+  if (phase == "Succeeded" || phase == "Failed") info.ips.clear();
   return info;
 }
 
@@ -169,6 +172,7 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   pods_.clear();
   static_uids_.clear();
+  uid_by_ip_.clear();
   for (PodInfo& pod : pods) {
     if (!pod.uid.empty()) InsertLocked(std::move(pod));
   }
@@ -177,9 +181,9 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods) {
 
 std::optional<PodInfo> PodStore::LookupByIp(std::string_view ip) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
-  for (const auto& [uid, pod] : pods_)
-    if (std::find(pod.ips.begin(), pod.ips.end(), ip) != pod.ips.end()) return pod;
-  return std::nullopt;
+  auto holder = uid_by_ip_.find(std::string(ip));
+  if (holder == uid_by_ip_.end()) return std::nullopt;
+  return pods_.at(holder->second);
 }
 
 std::optional<PodInfo> PodStore::Lookup(std::string_view uid) const {
@@ -207,11 +211,21 @@ void PodStore::RemoveLocked(const std::string& uid) {
     auto alias = static_uids_.find(it->second.static_uid);
     if (alias != static_uids_.end() && alias->second == uid) static_uids_.erase(alias);
   }
+  const std::vector<std::string> ips = std::move(it->second.ips);
   pods_.erase(it);
+  for (const std::string& ip : ips) {
+    auto holder = uid_by_ip_.find(ip);
+    if (holder == uid_by_ip_.end() || holder->second != uid) continue;
+    uid_by_ip_.erase(holder);
+    // another pod may still hold it (an address reused before its old pod left the list)
+    for (const auto& [other, pod] : pods_)
+      if (std::find(pod.ips.begin(), pod.ips.end(), ip) != pod.ips.end()) uid_by_ip_[ip] = other;
+  }
 }
 
 void PodStore::InsertLocked(PodInfo pod) {
   if (!pod.static_uid.empty()) static_uids_[pod.static_uid] = pod.uid;
+  for (const std::string& ip : pod.ips) uid_by_ip_[ip] = pod.uid;  // the latest pod given an address holds it
   std::string uid = pod.uid;
   pods_[uid] = std::move(pod);
 }

@@ -67,7 +67,9 @@ class PodStore {
 
   // By API uid, or by a static pod's kubelet uid.
   std::optional<PodInfo> Lookup(std::string_view uid) const;
-  // The pod holding this IP (textual form as the API writes it); a scan: for rare events only.
+  // The pod holding this IP (textual form as the API writes it): of pods
+  // listing the same address, the one the API reported last; finished pods
+  // (Succeeded, Failed) hold none.
   std::optional<PodInfo> LookupByIp(std::string_view ip) const;
   size_t Size() const;
 
@@ -83,6 +85,7 @@ class PodStore {
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, PodInfo> pods_;
   std::unordered_map<std::string, std::string> static_uids_;  // kubelet uid -> API uid
+  std::unordered_map<std::string, std::string> uid_by_ip_;   // pod IP -> API uid
   std::atomic<uint64_t> generation_{0};
 };
 

@@ -266,3 +266,49 @@ TEST(PodStore, ConcurrentReadersAndWriters) {
 
 }  // namespace
 }  // namespace imdswatch
+
+namespace imdswatch {
+namespace {
+
+nlohmann::json PodWithIp(const std::string& uid, const std::string& name, const std::string& ip,
+                         const std::string& phase = "Running") {
+  return {{"metadata", {{"uid", uid}, {"namespace", "ns"}, {"name", name}}},
+          {"status", {{"phase", phase}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}, {{"ip", "fd00::" + uid}}}}}}};
+}
+
+std::string HolderOf(const PodStore& store, const std::string& ip) {
+  auto pod = store.LookupByIp(ip);
+  return pod ? pod->name : "";
+}
+
+// An address goes to the next pod while the last one may still be listed:
+// the forwarding-drop proof must reach the pod that holds it now.
+TEST(PodStore, AnAddressBelongsToThePodGivenItLast) {
+  PodStore store;
+  store.ApplyPod(PodWithIp("1", "old", "10.0.0.7"));
+  EXPECT_EQ(HolderOf(store, "10.0.0.7"), "old");
+  EXPECT_EQ(HolderOf(store, "fd00::1"), "old");
+  store.ApplyPod(PodWithIp("2", "new", "10.0.0.7"));
+  EXPECT_EQ(HolderOf(store, "10.0.0.7"), "new");
+  store.ApplyPod(PodWithIp("1", "old", "10.0.0.7"));  // an unchanged heartbeat of the old one
+  EXPECT_EQ(HolderOf(store, "10.0.0.7"), "new");
+  store.Remove("2");
+  EXPECT_EQ(HolderOf(store, "10.0.0.7"), "old");  // still listed with it
+  store.Remove("1");
+  EXPECT_EQ(HolderOf(store, "10.0.0.7"), "");
+  EXPECT_EQ(HolderOf(store, "fd00::1"), "");
+}
+
+TEST(PodStore, FinishedPodsHoldNoAddress) {
+  PodStore store;
+  store.ApplyPod(PodWithIp("1", "job", "10.0.0.8"));
+  store.ApplyPod(PodWithIp("1", "job", "10.0.0.8", "Succeeded"));
+  EXPECT_EQ(HolderOf(store, "10.0.0.8"), "");
+  store.ApplyPod(PodWithIp("3", "failed", "10.0.0.9", "Failed"));
+  EXPECT_EQ(HolderOf(store, "10.0.0.9"), "");
+  store.ReplaceAll(nlohmann::json::array({PodWithIp("4", "web", "10.0.0.8")}));
+  EXPECT_EQ(HolderOf(store, "10.0.0.8"), "web");
+}
+
+}  // namespace
+}  // namespace imdswatch
