@@ -127,11 +127,14 @@ TEST_F(ChurnTest, ShortLivedPodsKeepMemoryFlatAndTheirSeriesExpire) {
   // pod's call (say, under a reused cgroup id) attributed to it.
   EXPECT_EQ(twice, 0u) << "calls of one pod attributed to another";
 
-  // Flat: what the last 9,000 pods added stays under a bound (the series of
-  // up to one expiry interval's pods are legitimately still held).
-  const long bound_kib = SanitizedBuild() ? 64 * 1024 : 24 * 1024;
-  EXPECT_LT(rss_all - rss_checkpoint, bound_kib)
-      << "RSS grew " << (rss_all - rss_checkpoint) << " KiB over " << (kPods - kCheckpoint) << " pods";
+  // Flat: what the last 9,000 pods added stays under a bound, beside what
+  // the pods of the last expiry interval legitimately hold until their series
+  // expire (owner, labels, cgroup path, diagnosis ring: ~4 KiB each; the
+  // faster the machine, the more of them).
+  const size_t held = SeriesWithPrefix(s, prefix);
+  const long bound_kib = (SanitizedBuild() ? 64 * 1024 : 16 * 1024) + static_cast<long>(held) * 4;
+  EXPECT_LT(rss_all - rss_checkpoint, bound_kib) << "RSS grew " << (rss_all - rss_checkpoint) << " KiB over "
+                                                 << (kPods - kCheckpoint) << " pods, " << held << " series held";
 
   // Series of gone cgroups expire (--series-ttl 2s). The agent checks every
   // 30 s: one check finds the cgroup gone, a later one (ttl on) drops the
