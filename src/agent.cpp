@@ -219,7 +219,7 @@ int RunAgent(const AgentConfig& config) {
       [&] {
         last_tick_ns = MonotonicNowNs();
         owned->tracker().EvictIdle(MonotonicNowNs(), kConnectionIdleNs);
-        for (const Finding& finding : diagnoser->Evaluate()) LogFinding(finding);
+        for (const Diagnosis& finding : diagnoser->Evaluate()) LogFinding(Explain(finding));
         if (++ticks % 6 == 0) {
           diagnoser->ExpireGone([&](uint64_t id) { return owned->CgroupAlive(id); }, std::chrono::steady_clock::now(),
                                 config.series_ttl);

@@ -6,16 +6,21 @@
 // Like the aggregator, behaviour is recorded per owner -- a (cgroup id, comm)
 // pair -- and owners are labelled through a resolver only when findings are
 // evaluated or metrics written; owners that resolve to the same labels are
-// judged as one workload. Each owner keeps its recent behaviour in a ring of
-// kWindowBuckets fixed time buckets covering the last `window`, so memory per
-// owner is fixed however many calls it makes; the ring is released once the
-// owner has been quiet for a whole window.
+// judged as one workload. Each owner keeps its recent behaviour in fixed time
+// buckets (window / kWindowBuckets wide), only those of the last `window` that
+// saw behaviour: at most kWindowBuckets, so memory per owner is bounded however
+// many calls it makes; they are released once the owner has been quiet for a
+// whole window.
 //
 // From the responses only two things are kept: the credentials' expiry time
 // (parsed from the "Expiration" string into a time point; the string itself is
 // never stored) and the role name the credentials path names, which is
 // exported as a label (role names are not secret). Paths, methods and
 // everything else in a CallRecord are never stored, logged or exported.
+//
+// Findings are kept compact (Diagnosis: who, kind, client, figures); their
+// sentences are written only when a finding is served or logged (Explain), so
+// their memory and Evaluate's time stay small at thousands of findings.
 //
 // Threads: OnCall/OnConnection come from the event loop, Evaluate from its
 // tick, WriteMetrics/Current/CurrentJson from the HTTP server's threads. One mutex
@@ -102,8 +107,9 @@ struct DiagnosisThresholds {
   double slow_min_share = 0.1;
 };
 
-// A problem found for one workload. The text fields are whole sentences with
-// the figures in them; `numbers` holds the same figures for machines:
+// A problem found for one workload, in full (Explain writes it from a
+// Diagnosis). The text fields are whole sentences with the figures in them;
+// `numbers` holds the same figures for machines:
 //   hop_limit:     token_timeouts, token_wait_seconds (mean wait of those PUTs),
 //                  v1_requests, v1_answered
 //   refresh_storm: fetches, fetch_interval_seconds, remaining_lifetime_seconds
@@ -124,6 +130,32 @@ struct Finding {
 
   bool operator==(const Finding& other) const = default;
 };
+
+// What the sentences of one Evaluate's findings share (thresholds, the node's
+// busiest callers); defined in diagnoser.cpp.
+struct DiagnosisContext;
+
+// A finding as the Diagnoser keeps and returns it: who, what, and the figures
+// its sentences are written from. Evidence, cause and fix are written by
+// Explain only when a finding is served or logged: kept for every finding,
+// they were most of the Diagnoser's memory and Evaluate's time.
+struct Diagnosis {
+  static constexpr size_t kMaxFigures = 8;
+  static constexpr size_t kClients = static_cast<size_t>(Client::kUnknown) + 1;
+
+  Workload who;
+  std::string_view kind;    // one of diagnosis::k*
+  std::string_view client;  // as Finding::client; static storage
+  // Finding::numbers' values in an order fixed per kind, then the figures only
+  // the sentences use (Explain names them).
+  std::array<double, kMaxFigures> figures{};
+  // imdsv1 only: the window's IMDSv1 requests by Client, listed in the evidence.
+  std::array<uint32_t, kClients> v1_by_client{};
+  std::shared_ptr<const DiagnosisContext> context;
+};
+
+// The finding in full: numbers by name and the evidence, cause and fix.
+Finding Explain(const Diagnosis& diagnosis);
 
 // The agent's /api/v1/diagnoses body and `imdswatch doctor --output json`: a
 // JSON array with one object per finding:
@@ -155,8 +187,8 @@ class Diagnoser : public MetricsSource {
   // Owners beyond this many are not created; their records are counted in
   // DroppedRecords() (ExpireGone keeps the real number far lower). As many as
   // the aggregator keeps, so every owner it counts is also judged: an owner
-  // active in the last window holds a ring of about 1.8 KiB (bench/README.md
-  // measures the whole at 10,000 containers).
+  // active in the last window holds ~0.1 KiB per bucket that saw behaviour
+  // (bench/README.md measures the whole at 10,000 containers).
   static constexpr size_t kMaxOwners = 16384;
   // Roles remembered per owner (for imds_credentials_remaining_seconds); the
   // least recently served is replaced. Role names are cut to kMaxRoleLength.
@@ -181,11 +213,12 @@ class Diagnoser : public MetricsSource {
   // Recomputes the findings from the last window (calls the resolver once per
   // owner with recent behaviour) and returns those that were not current at
   // the previous Evaluate, so the caller logs each problem once per workload
-  // until it clears. Call it periodically (the agent's tick).
-  std::vector<Finding> Evaluate();
-  // The findings of the last Evaluate, ordered by workload then kind.
+  // until it clears (Explain gives its sentences). Call it periodically (the
+  // agent's tick).
+  std::vector<Diagnosis> Evaluate();
+  // The findings of the last Evaluate, ordered by workload then kind, explained.
   std::vector<Finding> Current() const;
-  std::string CurrentJson() const;  // FindingsJson(Current())
+  std::string CurrentJson() const;  // FindingsJson(Current()), explaining one finding at a time
 
   // Drops every owner whose cgroup has been gone (alive() == false) for
   // longer than ttl, exactly as Aggregator::ExpireGone does, and keeps the
@@ -222,7 +255,6 @@ class Diagnoser : public MetricsSource {
 
  private:
   struct Bucket;             // one time bucket of an owner's window
-  struct Window;             // an owner's ring of buckets
   struct IntervalHistogram;  // fetch intervals, per owner or per retired label set
   struct Owner;
   struct Retired;
@@ -230,6 +262,7 @@ class Diagnoser : public MetricsSource {
   Owner* FindOrCreate(uint64_t cgroup_id, std::string_view comm);  // mu_ held
   Bucket& CurrentBucket(Owner& owner, int64_t index);               // mu_ held
   int64_t BucketIndex(std::chrono::steady_clock::time_point t) const;
+  std::shared_ptr<const std::vector<Diagnosis>> CurrentDiagnoses() const;
 
   const Resolver resolver_;
   const DiagnosisThresholds thresholds_;
@@ -249,7 +282,8 @@ class Diagnoser : public MetricsSource {
 
   std::mutex evaluate_mu_;           // one Evaluate at a time
   mutable std::mutex findings_mu_;   // current_
-  std::vector<Finding> current_;
+  // Replaced whole by each Evaluate, so readers share it without a copy.
+  std::shared_ptr<const std::vector<Diagnosis>> current_;
 
   std::atomic<uint64_t> dropped_records_{0};
   std::atomic<uint64_t> malformed_expirations_{0};

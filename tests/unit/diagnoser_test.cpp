@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace imdswatch {
 namespace {
 
@@ -95,23 +97,26 @@ CallRecord Creds(const std::string& expiry, const std::string& role = "app-role"
   return r;
 }
 
-std::vector<const Finding*> FindingsOf(const std::vector<Finding>& findings, const std::string& pod,
-                                       std::string_view kind = {}) {
-  std::vector<const Finding*> out;
-  for (const Finding& f : findings)
+// Evaluate returns Diagnoses, Current Findings: the helpers take either.
+template <typename F>
+std::vector<const F*> FindingsOf(const std::vector<F>& findings, const std::string& pod, std::string_view kind = {}) {
+  std::vector<const F*> out;
+  for (const F& f : findings)
     if (f.who.pod == pod && (kind.empty() || f.kind == kind)) out.push_back(&f);
   return out;
 }
 
-bool Has(const std::vector<Finding>& findings, const std::string& pod, std::string_view kind) {
+template <typename F>
+bool Has(const std::vector<F>& findings, const std::string& pod, std::string_view kind) {
   return !FindingsOf(findings, pod, kind).empty();
 }
 
-const Finding& Get(const std::vector<Finding>& findings, const std::string& pod, std::string_view kind) {
+// The one finding of `kind` for `pod`, explained.
+Finding Get(const std::vector<Diagnosis>& findings, const std::string& pod, std::string_view kind) {
   const auto found = FindingsOf(findings, pod, kind);
   if (found.size() != 1)
     throw std::runtime_error(pod + "/" + std::string(kind) + ": " + std::to_string(found.size()) + " findings");
-  return *found[0];
+  return Explain(*found[0]);
 }
 
 bool Contains(const std::string& haystack, const std::string& needle) {
@@ -449,6 +454,50 @@ TEST_F(DiagnoserTest, ThresholdsAreHonoured) {
   EXPECT_TRUE(strict.Current().empty());
 }
 
+TEST_F(DiagnoserTest, OnlyProblemsNotCurrentBeforeAreNew) {
+  diag.OnCall(kSick, "curl", V1Get(Client::kCurl));
+  diag.OnCall(kOther, "curl", V1Get(Client::kCurl));
+  auto fresh = diag.Evaluate();
+  ASSERT_EQ(fresh.size(), 2u);
+  EXPECT_EQ(fresh[0].who, Pod("other"));  // ordered by workload
+  EXPECT_EQ(fresh[1].who, Pod("sick"));
+
+  // New ones before, between and after the current ones, and a new kind for a current workload.
+  clock.Advance(5s);
+  diag.OnCall(kBusy, "curl", V1Get(Client::kCurl));
+  diag.OnCall(kHealthy, "curl", V1Get(Client::kCurl));
+  diag.OnCall(kSick, "app", Rec(Call::kMetadata, Version::kV2, Outcome::kOk, 200, Client::kGoV2, 6.5));
+  diag.OnCall(99, "zz", V1Get(Client::kCurl));
+  fresh = diag.Evaluate();
+  std::vector<std::string> got;
+  for (const Diagnosis& d : fresh) got.push_back(d.who.workload + "/" + std::string(d.kind));
+  EXPECT_EQ(got, (std::vector<std::string>{"zz/imdsv1", "deploy-busy/imdsv1", "deploy-healthy/imdsv1",
+                                           "deploy-sick/slow"}));  // no namespace sorts first
+  EXPECT_EQ(diag.Current().size(), 6u);
+  EXPECT_TRUE(diag.Evaluate().empty());
+}
+
+TEST_F(DiagnoserTest, ExplainedAsServed) {
+  // Every kind, two clients in one owner (the second arrives once the first has counts).
+  for (int i = 0; i < 10; i++) {
+    diag.OnCall(kSick, "java", Creds(clock.ExpiryIn(900s)));
+    diag.OnCall(kSick, "java", TokenLost(Client::kJavaV1));
+    diag.OnCall(kSick, "java", V1Get(i < 4 ? Client::kJavaV1 : Client::kJavaV2));
+    diag.OnCall(kSick, "java", Rec(Call::kMetadata, Version::kV2, Outcome::kThrottled, 429, Client::kJavaV2, 2));
+    clock.Advance(1s);
+  }
+  const auto fresh = diag.Evaluate();
+  ASSERT_EQ(fresh.size(), 5u);
+  std::vector<Finding> explained;
+  for (const Diagnosis& d : fresh) explained.push_back(Explain(d));
+  EXPECT_EQ(diag.Current(), explained);
+  EXPECT_EQ(diag.CurrentJson(), FindingsJson(explained));
+  EXPECT_TRUE(Contains(Get(fresh, "sick", diagnosis::kImdsV1).evidence, "aws-sdk-java-v2 6, aws-sdk-java-v1 4"));
+  EXPECT_EQ(Get(fresh, "sick", diagnosis::kThrottled).client, "aws-sdk-java-v1");  // 24 calls to 16
+  EXPECT_EQ(FindingsJson({}), "[]");
+  EXPECT_EQ(nlohmann::json::parse(diag.CurrentJson()).size(), 5u);
+}
+
 // ---- Metrics -----------------------------------------------------------------------
 
 TEST_F(DiagnoserTest, CollectsExactlyTheThreeFamilies) {
@@ -753,10 +802,11 @@ TEST_F(DiagnoserTest, OnlyDocumentedFieldsAreExported) {
 
 TEST(DiagnoserThreads, RecordsWhileOthersCollectAndEvaluate) {
   Diagnoser diag(TestResolver, DiagnosisThresholds{}, DiagnoserClock::System());
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, collecting{false};
   std::thread writer([&] {
     const auto expiry = ParseExpiration("2099-01-01T00:00:00Z");
     ASSERT_TRUE(expiry.has_value());
+    while (!collecting) std::this_thread::yield();  // on a busy machine it could otherwise finish first
     for (int i = 0; i < 20000; i++) {
       const uint64_t cgroup = 1 + i % 4;
       diag.OnCall(cgroup, "w", i % 3 ? V1Get() : Creds("2099-01-01T00:00:00Z"));
@@ -769,6 +819,7 @@ TEST(DiagnoserThreads, RecordsWhileOthersCollectAndEvaluate) {
   });
   size_t collects = 0;
   while (!stop) {
+    collecting = true;
     const auto families = Scrape(diag);
     EXPECT_EQ(families.size(), 3u);
     (void)diag.CurrentJson();
