@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <openssl/ssl.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdint>
@@ -210,6 +211,7 @@ std::unique_ptr<HttpServer> HttpServer::Start(const std::string& listen_address,
       return mg_write(conn, text.data(), text.size()) == static_cast<int>(text.size());
     });
     if (sent && chunked) mg_send_chunk(conn, "", 0);  // the last chunk
+    malloc_trim(0);  // the scrape's freed pages go back to the system, not into RSS until the next one
   });
   add("/healthz", [h](mg_connection* conn) {
     HealthStatus s = h->routes.healthz();
