@@ -174,7 +174,9 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods) {
   static_uids_.clear();
   uid_by_ip_.clear();
   for (PodInfo& pod : pods) {
-    if (!pod.uid.empty()) InsertLocked(std::move(pod));
+    if (pod.uid.empty()) continue;
+    RemoveLocked(pod.uid);  // a uid listed twice: the last one stands, with only its own addresses
+    InsertLocked(std::move(pod));
   }
   generation_.fetch_add(1, std::memory_order_acq_rel);
 }

@@ -299,6 +299,15 @@ TEST(PodStore, AnAddressBelongsToThePodGivenItLast) {
   EXPECT_EQ(HolderOf(store, "fd00::1"), "");
 }
 
+// A list naming a uid twice keeps the last entry, and only its addresses
+// (the fuzzer found the first entry's address still pointing at the uid).
+TEST(PodStore, AUidListedTwiceKeepsOnlyItsLastAddresses) {
+  PodStore store;
+  store.ReplaceAll(nlohmann::json::array({PodWithIp("1", "a", "10.0.0.1"), PodWithIp("1", "a", "10.0.0.2")}));
+  EXPECT_EQ(HolderOf(store, "10.0.0.1"), "");
+  EXPECT_EQ(HolderOf(store, "10.0.0.2"), "a");
+}
+
 TEST(PodStore, FinishedPodsHoldNoAddress) {
   PodStore store;
   store.ApplyPod(PodWithIp("1", "job", "10.0.0.8"));
