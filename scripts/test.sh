@@ -9,7 +9,7 @@
 # build's agent). Every sanitized process writes its reports under
 # build-asan/sanitizer/; any report fails the run, even one from an agent
 # that a test only stopped. IMDSWATCH_SANITIZE_TESTS=0 skips this stage
-# (~20 minutes on 2 cores: the build, then 9 minutes of tests).
+# (~15 minutes on 2 cores: the build, then 7-9 minutes of tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
