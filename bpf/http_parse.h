@@ -59,6 +59,24 @@
 #define IMDS_EXPIRY_SCAN 96
 #define IMDS_MAX_LENGTH (1u << 24)
 
+/* The fast path's carried values (see imds_fast_request): in the parser's
+ * memory, read and written through volatile, so the verifier sees one state
+ * per header line, not one per way the lines before it could end. */
+struct imds_fast_scan {
+	__u32 body;    /* Content-Length's value */
+	__u16 pos;     /* the next line */
+	__u16 ua_from; /* User-Agent's value: start and length */
+	__u16 ua_len;
+	__u16 head;    /* the head's length (up to IMDS_FAST_MAX itself) */
+	__u16 path_end;
+	__u8 seen;     /* IMDS_FAST_SEEN bits of the headers named */
+	__u8 digits;   /* Content-Length had a digit */
+	__u8 flags;    /* IMDS_REQ_* from the request line */
+	__u8 method;   /* 'G' or 'P' */
+};
+
+#define IMDS_MEM(x) (*(volatile __typeof__(x) *)&(x))
+
 enum imds_header_id {
 	IMDS_HDR_OTHER = 0,
 	IMDS_HDR_TOKEN,
@@ -94,6 +112,7 @@ struct imds_req_parser {
 	char method[8];
 	char path[IMDS_PATH_MAX];
 	char ua[IMDS_UA_MAX];
+	struct imds_fast_scan fast;
 };
 
 struct imds_resp_parser {
@@ -114,6 +133,7 @@ struct imds_resp_parser {
 	__u8 expiry_len;
 	__u8 status_digits;
 	char expiry[IMDS_EXPIRY_MAX];
+	struct imds_fast_scan fast;
 };
 
 static IMDS_PARSER_INLINE __u8 imds_lower(__u8 c)
@@ -207,6 +227,17 @@ static IMDS_PARSER_INLINE void imds_req_skip(struct imds_req_parser *p, __u32 n)
 		imds_req_reset(p);
 }
 
+/* The blank line that ends a request head was read. */
+static IMDS_PARSER_INLINE void imds_req_head_done(void *ctx, struct imds_req_parser *p)
+{
+	imds_on_request(ctx, p);
+	p->seq++;
+	if (p->body_left > 0)
+		p->phase = IMDS_PH_BODY;
+	else
+		imds_req_reset(p);
+}
+
 /* Parses buf[0..len) of the client's byte stream (len <= IMDS_SCAN_WINDOW);
  * returns the bytes consumed, which stop short of len at a body. */
 static IMDS_PARSER_INLINE __u32 imds_parse_request(void *ctx, struct imds_req_parser *p,
@@ -276,13 +307,7 @@ static IMDS_PARSER_INLINE __u32 imds_parse_request(void *ctx, struct imds_req_pa
 		case IMDS_PH_HDR_NAME:
 			if (imds_header_name_byte(c, &p->phase, &p->line_len, &p->name_hash,
 						  &p->header)) {
-				imds_on_request(ctx, p);
-				p->seq++;
-				if (p->body_left > 0) {
-					p->phase = IMDS_PH_BODY;
-				} else {
-					imds_req_reset(p);
-				}
+				imds_req_head_done(ctx, p);
 				break;
 			}
 			if (p->phase == IMDS_PH_HDR_VALUE) {
@@ -366,6 +391,20 @@ static IMDS_PARSER_INLINE void imds_resp_complete(void *ctx, struct imds_resp_pa
 	imds_on_response(ctx, p, now);
 	p->seq++;
 	imds_resp_reset(p);
+}
+
+/* The blank line that ends a final (not 1xx) response head was read. */
+static IMDS_PARSER_INLINE void imds_resp_head_done(void *ctx, struct imds_resp_parser *p, __u64 now)
+{
+	if (!p->has_length) {
+		p->flags |= IMDS_RESP_NO_LENGTH;
+		imds_resp_complete(ctx, p, now);
+	} else if (p->body_left == 0) {
+		imds_resp_complete(ctx, p, now);
+	} else {
+		p->phase = IMDS_PH_BODY;
+		p->tail = 0;
+	}
 }
 
 /* One body byte of a credentials response: find "Expiration" and keep its
@@ -488,15 +527,7 @@ static IMDS_PARSER_INLINE __u32 imds_parse_response(void *ctx, struct imds_resp_
 					p->first_ns = first;
 					break;
 				}
-				if (!p->has_length) {
-					p->flags |= IMDS_RESP_NO_LENGTH;
-					imds_resp_complete(ctx, p, now);
-				} else if (p->body_left == 0) {
-					imds_resp_complete(ctx, p, now);
-				} else {
-					p->phase = IMDS_PH_BODY;
-					p->tail = 0;
-				}
+				imds_resp_head_done(ctx, p, now);
 			}
 			break;
 		case IMDS_PH_HDR_VALUE:
@@ -527,48 +558,501 @@ static IMDS_PARSER_INLINE __u32 imds_parse_response(void *ctx, struct imds_resp_
 	return i;
 }
 
-/* One step over the payload bytes [off, end) of a segment: skips what needs
- * no look, then loads one window (IMDS_LOAD(ctx, off, buf, n), defined by
- * the includer, returns 0 on success) and parses it. Returns the offset
- * reached. The kernel runs one step per program run (tail calls chain the
- * next), which keeps each verified loop short. */
-static IMDS_PARSER_INLINE __u32 imds_parse_window(void *ctx, int dir, struct imds_req_parser *req,
-						  struct imds_resp_parser *resp, __u8 *buf, __u32 off,
-						  __u32 end, __u64 now)
+/* ---- The fast path: a whole head in one look, eight bytes at a time ----
+ *
+ * Nearly every metadata head arrives whole in one segment, starting at a
+ * message boundary. Those are parsed here from one load of up to
+ * IMDS_FAST_MAX bytes: line ends are found eight bytes at a time, and only
+ * the lines that matter (and the path, User-Agent and Content-Length) are
+ * looked at closer. The result is exactly what the byte-at-a-time parser
+ * gives (the unit tests and fuzzers compare the two on every split): a head
+ * it is not sure of (split, too long, a stray CR or bare LF, a repeated or
+ * chunked header, a path over IMDS_PATH_MAX, HEAD/POST, 1xx) is declined
+ * before anything is written, and the byte-at-a-time parser takes it from
+ * the same boundary. Little-endian only (every target BPF runs on here);
+ * elsewhere every head is declined. */
+#ifndef IMDS_FAST_TAKEN /* the includer may count heads taken fast (the unit tests do) */
+#define IMDS_FAST_TAKEN(ctx, dir) \
+	do {                         \
+	} while (0)
+#endif
+#define IMDS_FAST_MAX 512   /* bytes one look takes; a head must end within them */
+#define IMDS_FAST_LINES 24  /* header lines of a head */
+#define IMDS_FAST_BUF (IMDS_FAST_MAX + 8) /* a word read at the last byte stays inside */
+#define IMDS_PATH_WORDS ((IMDS_PATH_MAX + 8) / 8) /* words holding a path and its space */
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define IMDS_FAST_PATH 1
+#else
+#define IMDS_FAST_PATH 0
+#endif
+
+#define IMDS_ONES 0x0101010101010101ull
+#define IMDS_SEVENS 0x7f7f7f7f7f7f7f7full
+#define IMDS_W8(a, b, c, d, e, f, g, h)                                                        \
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 | \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+/* case folding of the letters only: OR 0x20 where the pattern has a letter */
+#define IMDS_FOLD(a) ((__u64)(((a) >= 'a' && (a) <= 'z') ? 0x20 : 0))
+#define IMDS_FOLD8(a, b, c, d, e, f, g, h) \
+	IMDS_W8(IMDS_FOLD(a), IMDS_FOLD(b), IMDS_FOLD(c), IMDS_FOLD(d), IMDS_FOLD(e), IMDS_FOLD(f), IMDS_FOLD(g), IMDS_FOLD(h))
+/* an eight-byte (lower-case) pattern, with its folding mask */
+#define IMDS_PAT8(a, b, c, d, e, f, g, h) IMDS_W8(a, b, c, d, e, f, g, h), IMDS_FOLD8(a, b, c, d, e, f, g, h)
+
+static IMDS_PARSER_INLINE __u64 imds_word(const __u8 *buf, __u32 i)
 {
-	__u32 left, skip, n;
+#ifdef __bpf__
+	return *(const __u64 *)(buf + IMDS_BOUND(i, IMDS_FAST_MAX - 1));
+#else
+	__u64 w;
+
+	__builtin_memcpy(&w, buf + (i & (IMDS_FAST_MAX - 1)), sizeof(w));
+	return w;
+#endif
+}
+
+static IMDS_PARSER_INLINE __u8 imds_byte(const __u8 *buf, __u32 i)
+{
+	return buf[IMDS_BOUND(i, IMDS_FAST_MAX - 1)];
+}
+
+/* 0x80 in each byte of w that equals c, nothing elsewhere (exact: the
+ * carries of the usual "has zero byte" trick cannot cross bytes here). */
+static IMDS_PARSER_INLINE __u64 imds_bytes_eq(__u64 w, __u8 c)
+{
+	__u64 x = w ^ (IMDS_ONES * c);
+
+	return ~(((x & IMDS_SEVENS) + IMDS_SEVENS) | x | IMDS_SEVENS);
+}
+
+/* All bits of the bytes before byte k of a word (k <= 8). */
+static IMDS_PARSER_INLINE __u64 imds_below(__u32 k)
+{
+	return k >= 8 ? ~0ull : (1ull << (8 * k)) - 1;
+}
+
+/* Index of the lowest flagged byte of m (m != 0): no count-zeros insn in BPF. */
+static IMDS_PARSER_INLINE __u32 imds_first_byte(__u64 m)
+{
+	m &= -m;
+	return ((m >> 7) * 0x0001020304050607ull) >> 56;
+}
+
+static IMDS_PARSER_INLINE bool imds_word_is(__u64 w, __u64 pattern, __u64 fold)
+{
+	return (w | fold) == pattern;
+}
+
+/* The head's length up to and with its blank line, when every CR in it is
+ * followed by LF and every LF preceded by CR (the byte-at-a-time parser
+ * skips a stray CR, which would change a name); 0 otherwise, or when the
+ * head does not end within n bytes. */
+static IMDS_PARSER_INLINE __u32 imds_fast_head_len(const __u8 *buf, __u32 n)
+{
+	__u64 cr_carry = 0, prev_lf = 0;
+
+	for (__u32 k = 0; k < IMDS_FAST_MAX / 8; k++) {
+		__u32 i = k * 8;
+
+		if (i >= n)
+			return 0;
+		__u64 w = imds_word(buf, i), in = imds_below(n - i);
+		__u64 cr = imds_bytes_eq(w, '\r') & in, lf = imds_bytes_eq(w, '\n') & in;
+		/* the blank line: an LF two bytes after another */
+		__u64 blank = lf & ((lf << 16) | (prev_lf >> 48));
+		__u64 upto = blank ? imds_below(imds_first_byte(blank) + 1) : in;
+
+		if ((lf & upto) != (((cr << 8) | cr_carry) & upto))
+			return 0;
+		if (blank)
+			return i + imds_first_byte(blank) + 1;
+		cr_carry = cr >> 56;
+		prev_lf = lf;
+	}
+	return 0;
+}
+
+/* The LF ending the line at pos (one exists before the head's end). */
+static IMDS_PARSER_INLINE __u32 imds_fast_eol(const __u8 *buf, __u32 pos, __u32 head)
+{
+	for (__u32 k = 0; k < IMDS_FAST_MAX / 8; k++) {
+		__u32 i = pos + k * 8;
+		__u64 m;
+
+		if (i >= head)
+			break;
+		m = imds_bytes_eq(imds_word(buf, i), '\n');
+		if (m)
+			return i + imds_first_byte(m);
+	}
+	return head;
+}
+
+/* Which header a line names, from its first bytes: the names the parsers
+ * act on, in any case, with the colon. */
+static IMDS_PARSER_INLINE __u8 imds_fast_header(const __u8 *buf, __u32 pos, __u32 *value)
+{
+	__u64 w0 = imds_word(buf, pos), w1 = imds_word(buf, pos + 8);
+
+	if (imds_word_is(w0, IMDS_PAT8('u', 's', 'e', 'r', '-', 'a', 'g', 'e')) &&
+	    imds_word_is(w1 & 0xffffff, IMDS_W8('n', 't', ':', 0, 0, 0, 0, 0), IMDS_FOLD8('n', 't', 0, 0, 0, 0, 0, 0))) {
+		*value = pos + 11;
+		return IMDS_HDR_USER_AGENT;
+	}
+	if (imds_word_is(w0, IMDS_PAT8('c', 'o', 'n', 't', 'e', 'n', 't', '-')) &&
+	    imds_word_is(w1 & 0xffffffffffffffull, IMDS_W8('l', 'e', 'n', 'g', 't', 'h', ':', 0),
+			 IMDS_FOLD8('l', 'e', 'n', 'g', 't', 'h', 0, 0))) {
+		*value = pos + 15;
+		return IMDS_HDR_CONTENT_LENGTH;
+	}
+	if (imds_word_is(w0, IMDS_PAT8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r')) &&
+	    imds_word_is(w1, IMDS_PAT8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n')))
+		return IMDS_HDR_TRANSFER_ENC; /* never taken fast */
+	if (imds_word_is(w0, IMDS_PAT8('x', '-', 'a', 'w', 's', '-', 'e', 'c')) &&
+	    imds_word_is(w1, IMDS_PAT8('2', '-', 'm', 'e', 't', 'a', 'd', 'a')) &&
+	    imds_word_is(imds_word(buf, pos + 16), IMDS_PAT8('t', 'a', '-', 't', 'o', 'k', 'e', 'n'))) {
+		__u64 w3 = imds_word(buf, pos + 24);
+
+		if ((w3 & 0xff) == ':')
+			return IMDS_HDR_TOKEN;
+		if (imds_word_is(w3, IMDS_PAT8('-', 't', 't', 'l', '-', 's', 'e', 'c')) &&
+		    imds_word_is(imds_word(buf, pos + 32) & 0xffffffffffull, IMDS_W8('o', 'n', 'd', 's', ':', 0, 0, 0),
+				 IMDS_FOLD8('o', 'n', 'd', 's', 0, 0, 0, 0)))
+			return IMDS_HDR_TOKEN_TTL;
+	}
+	return IMDS_HDR_OTHER;
+}
+
+/* Content-Length's value in [v, cr): digits, blanks anywhere (as the
+ * byte-at-a-time parser reads it). 0 on success; -1 for anything it would
+ * call an error, which it is left to report. */
+static IMDS_PARSER_INLINE int imds_fast_length(const __u8 *buf, __u32 v, __u32 cr, __u32 *value, __u8 *digits)
+{
+	__u32 x = 0;
+
+	*digits = 0;
+	for (__u32 k = 0; k < 24; k++) {
+		__u8 c;
+
+		if (v + k >= cr) {
+			*value = x;
+			return 0;
+		}
+		c = imds_byte(buf, v + k);
+		if (c == ' ' || c == '\t')
+			continue;
+		if (c < '0' || c > '9' || x >= IMDS_MAX_LENGTH)
+			return -1;
+		x = x * 10 + (c - '0');
+		*digits = 1;
+	}
+	return -1;
+}
+
+/* Copies buf[from, from + len) to dst (cap bytes, a multiple of 8), zeroing
+ * the rest of dst: the bytes that follow in buf are other headers' values. */
+static IMDS_PARSER_INLINE void imds_fast_copy(char *dst, __u32 cap, const __u8 *buf, __u32 from, __u32 len)
+{
+	for (__u32 k = 0; k < IMDS_PATH_MAX / 8; k++) {
+		__u64 w;
+
+		if (k * 8 >= cap)
+			break;
+		w = k * 8 < len ? imds_word(buf, from + k * 8) & imds_below(len - k * 8) : 0;
+		__builtin_memcpy(dst + k * 8, &w, sizeof(w));
+	}
+}
+
+/* Headers a head named, as bits. */
+#define IMDS_FAST_SEEN(h) (1u << (h))
+
+/* The header lines of a head, [f->pos, head - 2): what the parsers act on
+ * goes to *f. Returns 0, or -1 to decline (a repeated or chunked header, a
+ * value the other parser would call an error, too many lines). */
+static IMDS_PARSER_INLINE int imds_fast_headers(struct imds_fast_scan *f, const __u8 *buf, __u32 head)
+{
+	for (__u32 l = 0; l < IMDS_FAST_LINES; l++) {
+		__u32 pos = IMDS_BOUND(IMDS_MEM(f->pos), IMDS_FAST_MAX - 1), eol, value, body;
+		__u8 h, seen, digits;
+
+		if (pos + 2 >= head)
+			return pos + 2 == head ? 0 : -1;
+		eol = imds_fast_eol(buf, pos, head);
+		if (eol + 3 > head)
+			return -1;
+		h = imds_fast_header(buf, pos, &value);
+		if (h == IMDS_HDR_TRANSFER_ENC)
+			return -1;
+		if (h != IMDS_HDR_OTHER) {
+			seen = IMDS_MEM(f->seen);
+			if (seen & IMDS_FAST_SEEN(h))
+				return -1; /* repeated: the other parser joins their values */
+			IMDS_MEM(f->seen) = seen | IMDS_FAST_SEEN(h);
+		}
+		if (h == IMDS_HDR_USER_AGENT) {
+			__u32 k;
+
+			/* leading blanks are not kept */
+			for (k = 0; k < 8 && value < eol - 1; k++) {
+				__u8 c = imds_byte(buf, value);
+
+				if (c != ' ' && c != '\t')
+					break;
+				value++;
+			}
+			if (k == 8)
+				return -1;
+			IMDS_MEM(f->ua_from) = value;
+			IMDS_MEM(f->ua_len) = eol - 1 - value;
+		} else if (h == IMDS_HDR_CONTENT_LENGTH) {
+			if (imds_fast_length(buf, value, eol - 1, &body, &digits))
+				return -1;
+			IMDS_MEM(f->body) = body;
+			IMDS_MEM(f->digits) = digits;
+		}
+		IMDS_MEM(f->pos) = eol + 1;
+	}
+	return (__u32)IMDS_BOUND(IMDS_MEM(f->pos), IMDS_FAST_MAX - 1) + 2 == head ? 0 : -1;
+}
+
+/* ---- requests ---- */
+
+static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_parser *p, const __u8 *buf, __u32 n,
+						   __u64 now)
+{
+	struct imds_fast_scan *f = &p->fast;
+	__u32 head, k, path_end = 0, ua_from, ua_len;
+	__u64 w;
+	__u8 flags, method, seen;
+
+	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->method_len != 0)
+		return 0;
+	head = imds_fast_head_len(buf, n);
+	if (head < 16)
+		return 0;
+	/* what decides the steps below goes through memory (imds_fast_scan) */
+	IMDS_MEM(f->head) = head;
+	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+	w = imds_word(buf, 0) & 0xffffffff;
+	if (w == IMDS_W8('G', 'E', 'T', ' ', 0, 0, 0, 0))
+		IMDS_MEM(f->method) = 'G';
+	else if (w == IMDS_W8('P', 'U', 'T', ' ', 0, 0, 0, 0))
+		IMDS_MEM(f->method) = 'P';
+	else
+		return 0;
+	/* the path: to the line's first space (a CR or LF first: declined) */
+	for (k = 0; k < IMDS_PATH_WORDS; k++) {
+		__u32 i = 4 + k * 8;
+		__u64 stop;
+
+		if (i >= head)
+			return 0;
+		w = imds_word(buf, i);
+		stop = imds_bytes_eq(w, ' ') | imds_bytes_eq(w, '\r') | imds_bytes_eq(w, '\n');
+		if (stop) {
+			path_end = i + imds_first_byte(stop);
+			break;
+		}
+	}
+	if (k == IMDS_PATH_WORDS || imds_byte(buf, path_end) != ' ' || path_end > 4 + IMDS_PATH_MAX)
+		return 0;
+	IMDS_MEM(f->path_end) = path_end;
+	/* "credentials": as the other parser's last eight path bytes being
+	 * "entials/" with more to come, i.e. a slash ending "entials/" that is
+	 * not the path's last byte */
+	IMDS_MEM(f->flags) = 0;
+	for (k = 0; k < IMDS_PATH_WORDS; k++) {
+		__u32 i = 4 + k * 8, end = IMDS_BOUND(IMDS_MEM(f->path_end), IMDS_FAST_MAX - 1);
+		__u64 slashes;
+
+		if (i >= end)
+			break;
+		slashes = imds_bytes_eq(imds_word(buf, i), '/') & imds_below(end - i);
+		for (__u32 b = 0; b < 8 && slashes; b++) {
+			__u32 u = i + imds_first_byte(slashes);
+
+			slashes &= slashes - 1;
+			if (u >= 11 && u + 2 <= end && imds_word(buf, u - 7) == IMDS_W8('e', 'n', 't', 'i', 'a', 'l', 's', '/'))
+				IMDS_MEM(f->flags) = IMDS_REQ_CREDENTIALS;
+		}
+	}
+	path_end = IMDS_BOUND(IMDS_MEM(f->path_end), IMDS_FAST_MAX - 1);
+	/* " HTTP/1.0" or " HTTP/1.1", then the line's CRLF */
+	w = imds_word(buf, path_end + 1);
+	if ((w & 0xffffffffffffffull) != IMDS_W8('H', 'T', 'T', 'P', '/', '1', '.', 0) ||
+	    ((w >> 56) != '0' && (w >> 56) != '1') || imds_byte(buf, path_end + 9) != '\r')
+		return 0;
+	f->pos = path_end + 11;
+	f->seen = 0;
+	f->body = 0;
+	f->ua_from = 0;
+	f->ua_len = 0;
+	if (imds_fast_headers(f, buf, head))
+		return 0;
+	flags = IMDS_MEM(f->flags);
+	method = IMDS_MEM(f->method);
+	path_end = IMDS_BOUND(IMDS_MEM(f->path_end), IMDS_FAST_MAX - 1);
+	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+	seen = IMDS_MEM(f->seen);
+	if (seen & IMDS_FAST_SEEN(IMDS_HDR_TOKEN))
+		flags |= IMDS_REQ_HAS_TOKEN;
+	if (seen & IMDS_FAST_SEEN(IMDS_HDR_TOKEN_TTL))
+		flags |= IMDS_REQ_HAS_TOKEN_TTL;
+	if (seen & IMDS_FAST_SEEN(IMDS_HDR_USER_AGENT))
+		flags |= IMDS_REQ_HAS_UA;
+	ua_from = IMDS_BOUND(IMDS_MEM(f->ua_from), IMDS_FAST_MAX - 1);
+	ua_len = IMDS_BOUND(IMDS_MEM(f->ua_len), IMDS_FAST_MAX - 1);
+	if (path_end < 4 || path_end > 4 + IMDS_PATH_MAX)
+		return 0;
+	/* what the other parser would hold at the blank line */
+	p->start_ns = now;
+	p->method[0] = method;
+	p->method[1] = method == 'G' ? 'E' : 'U';
+	p->method[2] = 'T';
+	p->method_len = 3;
+	p->path_len = path_end - 4;
+	imds_fast_copy(p->path, IMDS_PATH_MAX, buf, 4, path_end - 4);
+	p->ua_len = ua_len < 255 ? ua_len : 255;
+	imds_fast_copy(p->ua, IMDS_UA_MAX, buf, ua_from, ua_len < IMDS_UA_MAX ? ua_len : IMDS_UA_MAX);
+	p->flags = flags;
+	p->body_left = IMDS_MEM(f->body);
+	imds_req_head_done(ctx, p);
+	return head;
+}
+
+/* ---- responses ---- */
+
+static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_parser *p, const __u8 *buf, __u32 n,
+						    __u64 now)
+{
+	struct imds_fast_scan *f = &p->fast;
+	__u32 head;
+	__u16 status;
+	__u64 w;
+
+	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->line_len != 0)
+		return 0;
+	head = imds_fast_head_len(buf, n);
+	if (head < 16)
+		return 0;
+	IMDS_MEM(f->head) = head;
+	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+	/* "HTTP/1.x NNN" and anything to the line's end */
+	w = imds_word(buf, 0);
+	if ((w & 0xffffffffffffffull) != IMDS_W8('H', 'T', 'T', 'P', '/', '1', '.', 0) ||
+	    ((w >> 56) != '0' && (w >> 56) != '1') || imds_byte(buf, 8) != ' ')
+		return 0;
+	status = 0;
+	for (__u32 k = 9; k < 12; k++) {
+		__u8 c = imds_byte(buf, k);
+
+		if (c < '0' || c > '9')
+			return 0;
+		status = status * 10 + (c - '0');
+	}
+	if (status < 200)
+		return 0; /* 1xx: an interim answer, left to the other parser */
+	f->pos = imds_fast_eol(buf, 12, head) + 1;
+	f->seen = 0;
+	f->body = 0;
+	f->digits = 0;
+	if (imds_fast_headers(f, buf, head))
+		return 0;
+	p->first_ns = now;
+	p->status = status;
+	p->status_digits = 3;
+	p->has_length = IMDS_MEM(f->digits);
+	p->body_left = IMDS_MEM(f->body);
+	imds_resp_head_done(ctx, p, now);
+	return head;
+}
+
+/* Skips the bytes from off that need no look (a request body, a response
+ * body but its credentials tail); returns the offset reached. */
+static IMDS_PARSER_INLINE __u32 imds_skip(void *ctx, int dir, struct imds_req_parser *req,
+					  struct imds_resp_parser *resp, __u32 off, __u32 end, __u64 now)
+{
+	__u32 skip;
 
 	if (off >= end)
 		return end;
+	skip = dir ? imds_resp_skippable(resp, end - off) : imds_req_skippable(req, end - off);
+	if (!skip)
+		return off;
+	if (dir)
+		imds_resp_skip(ctx, resp, skip, now);
+	else
+		imds_req_skip(req, skip);
+	return off + skip;
+}
+
+/* A segment's first step: when a head starts at off, loads up to
+ * IMDS_FAST_MAX bytes (IMDS_LOAD(ctx, off, buf, n), defined by the includer,
+ * returns 0 on success) and parses the head whole, then skips its body.
+ * Returns the offset reached: off itself when the step declined (the
+ * windows below take the same bytes). *loaded is how many bytes of buf hold
+ * payload (the caller scrubs them). */
+static IMDS_PARSER_INLINE __u32 imds_fast_step(void *ctx, int dir, struct imds_req_parser *req,
+					       struct imds_resp_parser *resp, __u8 *buf, __u32 off, __u32 end,
+					       __u64 now, __u32 *loaded)
+{
+	__u32 left, n, used;
+
+	*loaded = 0;
+	if (!IMDS_FAST_PATH || off >= end || (dir ? resp->phase : req->phase) != IMDS_PH_START)
+		return off;
 	left = end - off;
-	skip = dir ? imds_resp_skippable(resp, left) : imds_req_skippable(req, left);
-	if (skip) {
-		if (dir)
-			imds_resp_skip(ctx, resp, skip, now);
-		else
-			imds_req_skip(req, skip);
-		off += skip;
-		if (off >= end)
-			return end;
-		left = end - off;
-	}
+	n = left < IMDS_FAST_MAX ? left : IMDS_FAST_MAX;
+	n = ((n - 1) & (IMDS_FAST_MAX - 1)) + 1; /* 1..IMDS_FAST_MAX, provably */
+	if (IMDS_LOAD(ctx, off, buf, n))
+		return off;
+	*loaded = n;
+	used = dir ? imds_fast_response(ctx, resp, buf, n, now) : imds_fast_request(ctx, req, buf, n, now);
+	if (!used)
+		return off;
+	IMDS_FAST_TAKEN(ctx, dir);
+	return imds_skip(ctx, dir, req, resp, off + used, end, now);
+}
+
+/* One step over the payload bytes [off, end) of a segment: skips what needs
+ * no look, then loads one window (IMDS_LOAD) and parses it byte by byte.
+ * Returns the offset reached; *loaded as above. The kernel runs one step
+ * per program run (tail calls chain the next), which keeps each verified
+ * loop short. */
+static IMDS_PARSER_INLINE __u32 imds_parse_window(void *ctx, int dir, struct imds_req_parser *req,
+						  struct imds_resp_parser *resp, __u8 *buf, __u32 off,
+						  __u32 end, __u64 now, __u32 *loaded)
+{
+	__u32 left, n;
+
+	*loaded = 0;
+	off = imds_skip(ctx, dir, req, resp, off, end, now);
+	if (off >= end)
+		return end;
+	left = end - off;
 	n = left < IMDS_SCAN_WINDOW ? left : IMDS_SCAN_WINDOW;
 	n = ((n - 1) & (IMDS_SCAN_WINDOW - 1)) + 1; /* 1..window, provably */
 	if (IMDS_LOAD(ctx, off, buf, n))
 		return end;
+	*loaded = n;
 	if (dir)
 		return off + imds_parse_response(ctx, resp, buf, n, now);
 	return off + imds_parse_request(ctx, req, buf, n, now);
 }
 
-/* Whole segment, at most IMDS_SCAN_WINDOWS windows: returns the offset
+/* Whole segment as the kernel steps through it: the fast step (when
+ * `fast`), then at most IMDS_SCAN_WINDOWS windows. Returns the offset
  * reached, short of end only when a head outgrew the windows. */
 static IMDS_PARSER_INLINE __u32 imds_parse_stream(void *ctx, int dir, struct imds_req_parser *req,
 						  struct imds_resp_parser *resp, __u8 *buf, __u32 off,
-						  __u32 end, __u64 now)
+						  __u32 end, __u64 now, int fast)
 {
+	__u32 loaded;
+
+	if (fast)
+		off = imds_fast_step(ctx, dir, req, resp, buf, off, end, now, &loaded);
 	for (int w = 0; w < IMDS_SCAN_WINDOWS && off < end; w++)
-		off = imds_parse_window(ctx, dir, req, resp, buf, off, end, now);
+		off = imds_parse_window(ctx, dir, req, resp, buf, off, end, now, &loaded);
 	return off;
 }
 

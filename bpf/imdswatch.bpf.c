@@ -31,7 +31,6 @@ const volatile struct imds_endpoint endpoints[IMDS_MAX_ENDPOINTS] = {};
 const volatile __u32 nr_endpoints = 0;
 /* endpoints[] as the filters read it: one cache line for ports and v4 */
 const volatile struct imds_filter filter __attribute__((aligned(64))) = {};
-const volatile __u8 zero_window[IMDS_SCAN_WINDOW] = {}; /* scrubs the scratch window */
 /* 0: wake the reader at every record (`imdswatch trace`); else the agent
  * drains the ring on a timer and is woken only once this many bytes wait. */
 const volatile __u32 wakeup_bytes = 0;
@@ -49,6 +48,8 @@ struct seg_ctx;
 static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf, __u32 n);
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
+
+const volatile __u8 zero_window[IMDS_FAST_MAX] = {}; /* scrubs the scratch buffer */
 
 struct imds_sock {
 	__u64 sock_id;
@@ -110,35 +111,42 @@ static __always_inline void submit(void *e)
 }
 
 /* Per-CPU working area of one segment's parse, kept across tail calls (a
- * program runs to its end on one CPU without preemption). */
+ * program runs to its end on one CPU without preemption). One per
+ * direction: a receive softirq may interrupt a send's parse. */
 struct scratch {
-	__u8 buf[IMDS_SCAN_WINDOW];
+	__u8 buf[IMDS_FAST_BUF];
 	__u32 off; /* next payload byte to look at */
 	__u32 end; /* payload end */
 	__u32 windows; /* windows parsed so far */
-	__u32 pad;
+	__u32 loaded;  /* payload bytes in buf (in memory: the verifier then need not
+			* tell the fast path's loads from a window's) */
 	__u64 now;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-/* The next-window program of each direction, filled by the loader. One map
- * per direction: a program array takes programs of one attach type only. */
+/* The parse programs of each direction, filled by the loader: a segment's
+ * first step (the fast path: a whole head at once) and its next windows.
+ * Each is verified on its own, which keeps every program inside the
+ * verifier's budget. One map per direction: a program array takes programs
+ * of one attach type only. */
+enum { IMDS_STEP_NEXT = 0, IMDS_STEP_FIRST = 1 };
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } next_egress_window SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } next_ingress_window SEC(".maps");
@@ -530,8 +538,13 @@ int imds_connect6_any(struct bpf_sock_addr *ctx)
 
 static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
 {
-	struct bpf_sock *sk = ops->sk;
+	struct bpf_sock *sk;
 
+	/* an active open's callbacks fire for every connection of the node:
+	 * one that is not to a watched port stops before any helper call */
+	if (!port_listed(SKB_PORT_BE16(ops->remote_port)))
+		return NULL;
+	sk = ops->sk;
 	if (!sk)
 		return NULL;
 	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
@@ -627,18 +640,14 @@ static __always_inline bool skb_addr_listed(struct __sk_buff *skb)
 
 /* Every endpoint on port 80: one compare with an immediate for other
  * traffic; other hosts' port 80 stops at the address compare. */
-static __always_inline struct imds_sock *skb_state_port80(struct __sk_buff *skb)
+static __always_inline bool skb_peer_port80(struct __sk_buff *skb)
 {
-	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_listed(skb))
-		return NULL;
-	return skb_sock_state(skb);
+	return skb->remote_port == SKB_PORT(PORT80_BE) && skb_addr_listed(skb);
 }
 
-static __always_inline struct imds_sock *skb_state_any(struct __sk_buff *skb)
+static __always_inline bool skb_peer_any(struct __sk_buff *skb)
 {
-	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_listed(skb))
-		return NULL;
-	return skb_sock_state(skb);
+	return port_listed(SKB_PORT_BE16(skb->remote_port)) && skb_addr_listed(skb);
 }
 
 struct tcp_seg {
@@ -718,27 +727,56 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
 	s->seq_valid |= bit;
 }
 
-/* Parses one window of the segment, then chains the next through a tail
- * call, so each program's verified loop stays one window long. */
-static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir,
-				       __u32 off, __u32 end)
+/* The payload may hold a token or a key: what was loaded must not outlive
+ * the parse (one helper call, not an inlined memset on every verified path). */
+static __always_inline void scrub(struct scratch *sc)
+{
+	__u32 loaded = sc->loaded;
+
+	if (loaded > IMDS_FAST_MAX)
+		loaded = IMDS_FAST_MAX;
+	bpf_probe_read_kernel(sc->buf, loaded, (const void *)zero_window);
+}
+
+static __always_inline void next_window(struct __sk_buff *skb, int dir)
+{
+	if (dir)
+		bpf_tail_call(skb, &next_ingress_window, IMDS_STEP_NEXT);
+	else
+		bpf_tail_call(skb, &next_egress_window, IMDS_STEP_NEXT);
+	count_drop(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
+}
+
+/* A segment's first step: a head that starts here, parsed whole; what is
+ * left (a declined head, a body's credentials tail, pipelined requests)
+ * goes to the windows. */
+static __always_inline void first_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir)
 {
 	struct seg_ctx c = {.skb = skb, .s = s, .now = sc->now};
+	__u32 off;
 
-	off = imds_parse_window(&c, dir, &s->req, &s->resp, sc->buf, off, end, c.now);
-	/* the window may hold a token or a key: it must not outlive the parse
-	 * (one helper call, not an inlined memset on every verified path) */
-	bpf_probe_read_kernel(sc->buf, sizeof(sc->buf), (const void *)zero_window);
+	off = imds_fast_step(&c, dir, &s->req, &s->resp, sc->buf, sc->off, sc->end, c.now, &sc->loaded);
+	scrub(sc);
+	if (off >= sc->end)
+		return;
+	sc->off = off;
+	next_window(skb, dir);
+}
+
+/* Parses one window of the segment, then chains the next through a tail
+ * call, so each program's verified loop stays one window long. */
+static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir)
+{
+	struct seg_ctx c = {.skb = skb, .s = s, .now = sc->now};
+	__u32 off, end = sc->end;
+
+	off = imds_parse_window(&c, dir, &s->req, &s->resp, sc->buf, sc->off, end, c.now, &sc->loaded);
+	scrub(sc);
 	if (off >= end)
 		return;
 	sc->off = off;
-	sc->end = end;
 	if (++sc->windows < IMDS_SCAN_WINDOWS) {
-		if (dir)
-			bpf_tail_call(skb, &next_ingress_window, 0);
-		else
-			bpf_tail_call(skb, &next_egress_window, 0);
-		count_drop(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
+		next_window(skb, dir);
 		return;
 	}
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
@@ -751,25 +789,34 @@ static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *
 	}
 }
 
-static __always_inline struct scratch *scratch_area(void)
+static __always_inline struct scratch *scratch_area(__u32 dir)
 {
-	__u32 zero = 0;
-	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &dir);
 
 	if (!sc)
 		count_drop(IMDS_DROP_SCRATCH);
 	return sc;
 }
 
-static __always_inline void parse_segment(struct __sk_buff *skb, struct imds_sock *s, int dir)
+/* A segment to or from a metadata peer. A pure ACK (most of them) leaves
+ * before the socket is looked up; an ingress RST still counts. The IP
+ * version is the packet's: a dual-stack socket sends IPv4. */
+static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 {
+	__u8 family = skb->protocol == bpf_htons(0x0800) ? AF_INET : AF_INET6;
+	struct imds_sock *s;
 	struct tcp_seg seg;
 	struct scratch *sc;
 
-	if (locate_payload(skb, s->family, &seg)) {
+	if (locate_payload(skb, family, &seg)) {
 		count_drop(IMDS_DROP_LOAD_BYTES);
 		return;
 	}
+	if (seg.len == 0 && !(dir && (seg.flags & 0x04)))
+		return;
+	s = skb_sock_state(skb);
+	if (!s)
+		return;
 	if (dir && (seg.flags & 0x04))
 		s->close_flags |= IMDS_CLOSE_RST_RECEIVED;
 	if (seg.len == 0)
@@ -777,43 +824,59 @@ static __always_inline void parse_segment(struct __sk_buff *skb, struct imds_soc
 	trim_seen(s, &seg, dir);
 	if (seg.len == 0)
 		return;
-	sc = scratch_area();
+	struct seg_ctx c = {.skb = skb, .s = s, .now = bpf_ktime_get_ns()};
+	__u32 end = seg.off + seg.len, off;
+
+	/* body bytes that need no look are skipped here, without a tail call */
+	off = imds_skip(&c, dir, &s->req, &s->resp, seg.off, end, c.now);
+	if (off >= end)
+		return;
+	sc = scratch_area(dir);
 	if (!sc)
 		return;
 	sc->windows = 0;
-	sc->now = bpf_ktime_get_ns();
-	parse_step(skb, s, sc, dir, seg.off, seg.off + seg.len);
+	sc->now = c.now;
+	sc->off = off;
+	sc->end = end;
+	/* a head starting here goes to the fast path, anything else to windows */
+	__u32 step = (dir ? s->resp.phase : s->req.phase) == IMDS_PH_START ? IMDS_STEP_FIRST : IMDS_STEP_NEXT;
+
+	if (dir)
+		bpf_tail_call(skb, &next_ingress_window, step);
+	else
+		bpf_tail_call(skb, &next_egress_window, step);
+	count_drop(IMDS_DROP_TAIL_CALL);
 }
 
-static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
+static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
 {
 	struct imds_sock *s = skb_sock_state(skb);
 	struct scratch *sc;
 
 	if (!s)
 		return;
-	sc = scratch_area();
-	if (sc)
-		parse_step(skb, s, sc, dir, sc->off, sc->end);
+	sc = scratch_area(dir);
+	if (!sc)
+		return;
+	if (first)
+		first_step(skb, s, sc, dir);
+	else
+		parse_step(skb, s, sc, dir);
 }
 
 SEC("cgroup_skb/egress")
 int imds_egress(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state_port80(skb);
-
-	if (s)
-		parse_segment(skb, s, 0);
+	if (skb_peer_port80(skb))
+		parse_segment(skb, 0);
 	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int imds_ingress(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state_port80(skb);
-
-	if (s)
-		parse_segment(skb, s, 1);
+	if (skb_peer_port80(skb))
+		parse_segment(skb, 1);
 	return 1;
 }
 
@@ -821,35 +884,46 @@ int imds_ingress(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int imds_egress_any(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state_any(skb);
-
-	if (s)
-		parse_segment(skb, s, 0);
+	if (skb_peer_any(skb))
+		parse_segment(skb, 0);
 	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int imds_ingress_any(struct __sk_buff *skb)
 {
-	struct imds_sock *s = skb_state_any(skb);
-
-	if (s)
-		parse_segment(skb, s, 1);
+	if (skb_peer_any(skb))
+		parse_segment(skb, 1);
 	return 1;
 }
 
-/* Tail-call targets, never attached: the next window of a long segment. */
+/* Tail-call targets, never attached: a segment's first step, where a head
+ * that starts there is parsed whole; the next windows of a long segment. */
+SEC("cgroup_skb/egress")
+int imds_egress_first(struct __sk_buff *skb)
+{
+	continue_segment(skb, 0, 1);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress_first(struct __sk_buff *skb)
+{
+	continue_segment(skb, 1, 1);
+	return 1;
+}
+
 SEC("cgroup_skb/egress")
 int imds_egress_more(struct __sk_buff *skb)
 {
-	continue_segment(skb, 0);
+	continue_segment(skb, 0, 0);
 	return 1;
 }
 
 SEC("cgroup_skb/ingress")
 int imds_ingress_more(struct __sk_buff *skb)
 {
-	continue_segment(skb, 1);
+	continue_segment(skb, 1, 0);
 	return 1;
 }
 

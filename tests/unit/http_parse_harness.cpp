@@ -24,9 +24,11 @@ void imds_on_parse_error(void* ctx, __u8 reason, __u8 direction) {
   static_cast<ParseHarness*>(ctx)->errors.push_back(reason * 2 + direction);
 }
 
+void imds_test_fast_taken(void* ctx, int dir) { static_cast<ParseHarness*>(ctx)->fast_heads[dir ? 1 : 0]++; }
+
 int imds_test_load(void* ctx, __u32 off, __u8* buf, __u32 n) {
   const std::string* seg = static_cast<ParseHarness*>(ctx)->segment;
-  if (!seg || off + n > seg->size() || n > IMDS_SCAN_WINDOW) return -1;
+  if (!seg || off + n > seg->size() || n > IMDS_FAST_MAX) return -1;
   std::memcpy(buf, seg->data() + off, n);
   return 0;
 }
@@ -36,10 +38,10 @@ namespace imdswatch::testing {
 namespace {
 
 void Feed(ParseHarness* h, int dir, const std::string& bytes, uint64_t now) {
-  std::vector<__u8> buf(IMDS_SCAN_WINDOW);
+  std::vector<__u8> buf(IMDS_FAST_BUF);
   h->segment = &bytes;
   auto end = static_cast<__u32>(bytes.size());
-  __u32 off = imds_parse_stream(h, dir, &h->req, &h->resp, buf.data(), 0, end, now);
+  __u32 off = imds_parse_stream(h, dir, &h->req, &h->resp, buf.data(), 0, end, now, h->fast);
   if (off < end) h->stopped_short++;
   h->segment = nullptr;
 }

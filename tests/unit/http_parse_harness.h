@@ -1,6 +1,7 @@
 // Runs bpf/http_parse.h — the very code the kernel runs — in userspace,
-// feeding it byte streams the way imdswatch.bpf.c does (windows of at most
-// IMDS_SCAN_WINDOW bytes, state kept between segments).
+// feeding it byte streams the way imdswatch.bpf.c does (a whole head at once
+// where it can be, else windows of at most IMDS_SCAN_WINDOW bytes, state kept
+// between segments).
 #pragma once
 
 #include <linux/types.h>
@@ -17,6 +18,8 @@ void imds_on_response(void* ctx, struct imds_resp_parser* p, __u64 end_ns);
 void imds_on_parse_error(void* ctx, __u8 reason, __u8 direction);
 int imds_test_load(void* ctx, __u32 off, __u8* buf, __u32 n);
 #define IMDS_LOAD(ctx, off, buf, n) imds_test_load((ctx), (off), (buf), (n))
+void imds_test_fast_taken(void* ctx, int dir);
+#define IMDS_FAST_TAKEN(ctx, dir) imds_test_fast_taken((ctx), (dir))
 #include "http_parse.h"
 
 namespace imdswatch::testing {
@@ -44,6 +47,8 @@ struct ParseHarness {
   std::vector<uint8_t> errors;  // reason * 2 + direction
   const std::string* segment = nullptr;  // what IMDS_LOAD reads
   uint32_t stopped_short = 0;             // segments whose head outgrew the windows
+  bool fast = true;                       // whole heads at once where they can be (as the kernel)
+  uint32_t fast_heads[2] = {0, 0};        // heads the fast path took, per direction
 
   // Feeds one segment of the client's stream at time now.
   void Send(const std::string& bytes, uint64_t now = 1);

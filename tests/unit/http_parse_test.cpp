@@ -247,5 +247,146 @@ TEST(HttpParse, MalformedResponsesAreErrors) {
   }
 }
 
+
+// ---- The fast path (a whole head at once) against the byte-at-a-time parser ----
+
+struct Outcome {
+  ParseHarness h;
+  std::string Describe() const {
+    std::string out;
+    for (const auto& r : h.requests)
+      out += "req " + r.method + " " + r.path + " ua=" + r.ua + " f=" + std::to_string(r.flags) +
+             " seq=" + std::to_string(r.seq) + " t=" + std::to_string(r.start_ns) + "\n";
+    for (const auto& r : h.responses)
+      out += "resp " + std::to_string(r.status) + " f=" + std::to_string(r.flags) + " seq=" + std::to_string(r.seq) +
+             " exp=" + r.expiry + " t=" + std::to_string(r.first_ns) + "-" + std::to_string(r.end_ns) + "\n";
+    for (uint8_t e : h.errors) out += "err " + std::to_string(e) + "\n";
+    return out;
+  }
+};
+
+// Client stream `sent`, then server stream `received`, each as one segment
+// (fast path on) or one byte per segment (fast path off: the reference).
+Outcome RunBoth(const std::string& sent, const std::string& received, bool whole) {
+  Outcome o;
+  o.h.fast = whole;
+  if (whole) {
+    o.h.Send(sent, 5);
+    if (!received.empty()) o.h.Receive(received, 9);
+  } else {
+    for (char c : sent) o.h.Send(std::string(1, c), 5);
+    for (char c : received) o.h.Receive(std::string(1, c), 9);
+  }
+  return o;
+}
+
+TEST(HttpParseFast, TakesRealHeadsAndAgreesWithByteAtATime) {
+  const std::string creds = CredentialsBody();
+  const struct {
+    std::string sent, received;
+    uint32_t fast_requests, fast_responses;
+  } cases[] = {
+      {kBotocorePut, Response(200, "AQAE" + std::string(kCanary)), 1, 1},
+      {kRubyGet, Response(200, "my-role"), 1, 1},
+      {kCurlCreds, Response(200, creds), 1, 1},
+      {kCurlCreds, "HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok", 1, 1},
+      {kRubyGet, Response(404, "") , 1, 1},
+      {kRubyGet, Response(429, "slow down"), 1, 1},
+      {kRubyGet, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nno length", 1, 1},
+      {"GET  HTTP/1.1\r\nUser-Agent:\r\n\r\n", "", 1, 0},
+      {"PUT /latest/api/token HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /x HTTP/1.1\r\n\r\n", "", 1, 0},
+      {"GET /a HTTP/1.1\r\nUser-Agent: \t  spaced\r\nuser-agenT2: x\r\n\r\n", "", 1, 0},
+  };
+  for (const auto& c : cases) {
+    Outcome fast = RunBoth(c.sent, c.received, true), slow = RunBoth(c.sent, c.received, false);
+    EXPECT_EQ(fast.Describe(), slow.Describe()) << c.sent;
+    EXPECT_FALSE(fast.h.requests.empty()) << c.sent;
+    EXPECT_EQ(fast.h.fast_heads[0], c.fast_requests) << c.sent;
+    EXPECT_EQ(fast.h.fast_heads[1], c.fast_responses) << c.received;
+    EXPECT_EQ(slow.h.fast_heads[0] + slow.h.fast_heads[1], 0u);
+  }
+}
+
+// A head of exactly n bytes: an X-Pad header fills it up.
+std::string PaddedHead(const std::string& first_lines, size_t n) {
+  const std::string pad = "X-Pad: ";
+  return first_lines + pad + std::string(n - first_lines.size() - pad.size() - 4, 'p') + "\r\n\r\n";
+}
+
+TEST(HttpParseFast, HeadsUpToTheLookSizeAreTakenAndLongerOnesAreNot) {
+  for (size_t n : {size_t(IMDS_FAST_MAX - 1), size_t(IMDS_FAST_MAX), size_t(IMDS_FAST_MAX + 1)}) {
+    const std::string request = PaddedHead("GET /latest/meta-data/ HTTP/1.1\r\nUser-Agent: pad\r\n", n);
+    const std::string response = PaddedHead("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n", n) + "body";
+    ASSERT_EQ(request.size(), n);
+    Outcome fast = RunBoth(request, response, true), slow = RunBoth(request, response, false);
+    EXPECT_EQ(fast.Describe(), slow.Describe()) << n;
+    ASSERT_EQ(fast.h.responses.size(), 1u) << n;
+    EXPECT_EQ(fast.h.responses[0].flags & IMDS_RESP_NO_LENGTH, 0) << n;
+    EXPECT_EQ(fast.h.fast_heads[0], n <= IMDS_FAST_MAX ? 1u : 0u) << n;
+    EXPECT_EQ(fast.h.fast_heads[1], n <= IMDS_FAST_MAX ? 1u : 0u) << n;
+  }
+}
+
+TEST(HttpParseFast, DeclinesWhatItIsNotSureOfAndTheResultIsTheSame) {
+  const std::string long_path = "GET /" + std::string(200, 'p') + " HTTP/1.1\r\n\r\n";
+  const struct {
+    std::string sent, received;
+  } cases[] = {
+      {"GET /x HTTP/1.1\r\nUser-\rAgent: stray-cr\r\n\r\n", ""},       // a CR the other parser skips
+      {"GET /x HTTP/1.1\nUser-Agent: bare-lf\n\n", ""},                 // LF without CR
+      {"GET /x HTTP/1.1\r\nUser-Agent: a\r\nUser-Agent: b\r\n\r\n", ""}, // repeated: values joined
+      {"PUT /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", ""},
+      {"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", ""},
+      {"PUT /x HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", ""},
+      {"HEAD /x HTTP/1.1\r\n\r\n", ""},
+      {"\r\nGET /x HTTP/1.1\r\n\r\n", ""},
+      {long_path, ""},
+      {kRubyGet, "HTTP/1.1 100 Continue\r\n\r\n" + Response(200, "role")},
+      {kRubyGet, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
+      {kRubyGet, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc"},
+      {kRubyGet, "HTTP/1.1 200 OK\r\nContent-Length: nine\r\n\r\n"},
+      {kRubyGet, "HTTP/1.1 2x0 OK\r\n\r\n"},
+  };
+  for (const auto& c : cases) {
+    Outcome fast = RunBoth(c.sent, c.received, true), slow = RunBoth(c.sent, c.received, false);
+    EXPECT_EQ(fast.Describe(), slow.Describe()) << c.sent << c.received;
+    // the head the case is about was left to the byte-at-a-time parser
+    if (c.received.empty())
+      EXPECT_EQ(fast.h.fast_heads[0], 0u) << c.sent;
+    else
+      EXPECT_EQ(fast.h.fast_heads[1], 0u) << c.received;
+  }
+}
+
+TEST(HttpParseFast, HeadsSplitAtEveryPointAgreeWithTheWholeOnes) {
+  const std::string sent = kBotocorePut + kCurlCreds;
+  const std::string received = Response(200, "tok") + Response(200, CredentialsBody());
+  Outcome whole = RunBoth(sent, received, true);
+  ASSERT_EQ(whole.h.fast_heads[0], 1u);  // the second request follows in the same segment: windows
+  for (size_t cut = 1; cut < received.size(); cut += 7) {
+    Outcome split;
+    split.h.Send(kBotocorePut, 5);
+    split.h.Send(kCurlCreds, 5);
+    for (const auto& part : SplitAt(received, {cut})) split.h.Receive(part, 9);
+    Outcome reference = RunBoth(sent, received, false);
+    EXPECT_EQ(split.Describe(), reference.Describe()) << "cut at " << cut;
+  }
+}
+
+TEST(HttpParseFast, NeverCopiesMoreThanThePathAndUserAgent) {
+  // a short path and User-Agent followed by the token: the parser's whole
+  // path and User-Agent buffers (what the kernel copies into its records)
+  // must not hold a byte of it
+  ParseHarness h;
+  h.Send(std::string("GET / HTTP/1.1\r\nUser-Agent: a\r\nX-aws-ec2-metadata-token: ") + kCanary + kCanary +
+         kCanary + "\r\n\r\n");
+  ASSERT_EQ(h.fast_heads[0], 1u);
+  ASSERT_EQ(h.requests.size(), 1u);
+  EXPECT_EQ(h.requests[0].flags & IMDS_REQ_HAS_TOKEN, IMDS_REQ_HAS_TOKEN);
+  const std::string path(h.req.path, sizeof(h.req.path)), ua(h.req.ua, sizeof(h.req.ua));
+  EXPECT_EQ(path, std::string("/") + std::string(sizeof(h.req.path) - 1, '\0'));
+  EXPECT_EQ(ua, std::string("a") + std::string(sizeof(h.req.ua) - 1, '\0'));
+}
+
 }  // namespace
 }  // namespace imdswatch::testing
