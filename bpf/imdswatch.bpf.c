@@ -607,8 +607,12 @@ int imds_sockops(struct bpf_sock_ops *ops)
 
 		/* the first step out of SYN_SENT or ESTABLISHED ends the exchange */
 		if ((old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
-		    (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT))
+		    (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT)) {
 			emit_close(s, old_state, new_state);
+			/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
+			 * interest: no more callbacks for this socket */
+			bpf_sock_ops_cb_flags_set(ops, 0);
+		}
 		break;
 	}
 	}
