@@ -49,7 +49,18 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
-const volatile __u8 zero_window[IMDS_FAST_MAX] = {}; /* scrubs the scratch buffer */
+/* Zeros that scrub the scratch buffer: a map of its own, which keeps the
+ * filter's .rodata as small as it was (the per-packet filter reads it). */
+struct zeros {
+	__u8 bytes[IMDS_FAST_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct zeros);
+} zero_bytes SEC(".maps");
 
 struct imds_sock {
 	__u64 sock_id;
@@ -735,11 +746,15 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
  * the parse (one helper call, not an inlined memset on every verified path). */
 static __always_inline void scrub(struct scratch *sc)
 {
-	__u32 loaded = sc->loaded;
+	__u32 loaded = sc->loaded, zero = 0;
+	struct zeros *z = bpf_map_lookup_elem(&zero_bytes, &zero);
 
 	if (loaded > IMDS_FAST_MAX)
 		loaded = IMDS_FAST_MAX;
-	bpf_probe_read_kernel(sc->buf, loaded, (const void *)zero_window);
+	if (z)
+		bpf_probe_read_kernel(sc->buf, loaded, z->bytes);
+	else
+		__builtin_memset(sc->buf, 0, sizeof(sc->buf));
 }
 
 static __always_inline void next_window(struct __sk_buff *skb, int dir)
