@@ -815,6 +815,27 @@ static IMDS_PARSER_INLINE int imds_fast_headers(struct imds_fast_scan *f, const 
 	return (__u32)IMDS_BOUND(IMDS_MEM(f->pos), IMDS_FAST_MAX - 1) + 2 == head ? 0 : -1;
 }
 
+/* The head at buf[0..n), when it ends within n bytes: its length, put
+ * through f->head (see imds_fast_scan); 0 otherwise. */
+static IMDS_PARSER_INLINE __u32 imds_fast_head(struct imds_fast_scan *f, const __u8 *buf, __u32 n)
+{
+	__u32 head = imds_fast_head_len(buf, n);
+
+	if (head < 16)
+		return 0;
+	IMDS_MEM(f->head) = head;
+	return IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+}
+
+/* "HTTP/1.0" or "HTTP/1.1" at buf[i]. */
+static IMDS_PARSER_INLINE bool imds_fast_version(const __u8 *buf, __u32 i)
+{
+	__u64 w = imds_word(buf, i);
+
+	return (w & 0xffffffffffffffull) == IMDS_W8('H', 'T', 'T', 'P', '/', '1', '.', 0) &&
+	       ((w >> 56) == '0' || (w >> 56) == '1');
+}
+
 /* ---- requests ---- */
 
 static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_parser *p, const __u8 *buf, __u32 n,
@@ -827,12 +848,10 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 
 	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->method_len != 0)
 		return 0;
-	head = imds_fast_head_len(buf, n);
-	if (head < 16)
-		return 0;
 	/* what decides the steps below goes through memory (imds_fast_scan) */
-	IMDS_MEM(f->head) = head;
-	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+	head = imds_fast_head(f, buf, n);
+	if (!head)
+		return 0;
 	w = imds_word(buf, 0) & 0xffffffff;
 	if (w == IMDS_W8('G', 'E', 'T', ' ', 0, 0, 0, 0))
 		IMDS_MEM(f->method) = 'G';
@@ -878,9 +897,7 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 	}
 	path_end = IMDS_BOUND(IMDS_MEM(f->path_end), IMDS_FAST_MAX - 1);
 	/* " HTTP/1.0" or " HTTP/1.1", then the line's CRLF */
-	w = imds_word(buf, path_end + 1);
-	if ((w & 0xffffffffffffffull) != IMDS_W8('H', 'T', 'T', 'P', '/', '1', '.', 0) ||
-	    ((w >> 56) != '0' && (w >> 56) != '1') || imds_byte(buf, path_end + 9) != '\r')
+	if (!imds_fast_version(buf, path_end + 1) || imds_byte(buf, path_end + 9) != '\r')
 		return 0;
 	f->pos = path_end + 11;
 	f->seen = 0;
@@ -928,19 +945,14 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 	struct imds_fast_scan *f = &p->fast;
 	__u32 head;
 	__u16 status;
-	__u64 w;
 
 	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->line_len != 0)
 		return 0;
-	head = imds_fast_head_len(buf, n);
-	if (head < 16)
+	head = imds_fast_head(f, buf, n);
+	if (!head)
 		return 0;
-	IMDS_MEM(f->head) = head;
-	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
 	/* "HTTP/1.x NNN" and anything to the line's end */
-	w = imds_word(buf, 0);
-	if ((w & 0xffffffffffffffull) != IMDS_W8('H', 'T', 'T', 'P', '/', '1', '.', 0) ||
-	    ((w >> 56) != '0' && (w >> 56) != '1') || imds_byte(buf, 8) != ' ')
+	if (!imds_fast_version(buf, 0) || imds_byte(buf, 8) != ' ')
 		return 0;
 	status = 0;
 	for (__u32 k = 9; k < 12; k++) {

@@ -917,34 +917,20 @@ int imds_ingress_any(struct __sk_buff *skb)
 }
 
 /* Tail-call targets, never attached: a segment's first step, where a head
- * that starts there is parsed whole; the next windows of a long segment. */
-SEC("cgroup_skb/egress")
-int imds_egress_first(struct __sk_buff *skb)
-{
-	continue_segment(skb, 0, 1);
-	return 1;
-}
+ * that starts there is parsed whole (first = 1); the next windows of a long
+ * segment (first = 0). */
+#define SEGMENT_STEP(name, hook, dir, first)          \
+	SEC(hook)                                     \
+	int name(struct __sk_buff *skb)               \
+	{                                             \
+		continue_segment(skb, (dir), (first)); \
+		return 1;                             \
+	}
 
-SEC("cgroup_skb/ingress")
-int imds_ingress_first(struct __sk_buff *skb)
-{
-	continue_segment(skb, 1, 1);
-	return 1;
-}
-
-SEC("cgroup_skb/egress")
-int imds_egress_more(struct __sk_buff *skb)
-{
-	continue_segment(skb, 0, 0);
-	return 1;
-}
-
-SEC("cgroup_skb/ingress")
-int imds_ingress_more(struct __sk_buff *skb)
-{
-	continue_segment(skb, 1, 0);
-	return 1;
-}
+SEGMENT_STEP(imds_egress_first, "cgroup_skb/egress", 0, 1)
+SEGMENT_STEP(imds_ingress_first, "cgroup_skb/ingress", 1, 1)
+SEGMENT_STEP(imds_egress_more, "cgroup_skb/egress", 0, 0)
+SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1, 0)
 
 /* ---- the hop-limit proof: replies dying in this node's forwarding path ---- */
 
