@@ -5,7 +5,9 @@
  * bytes of each segment, and the unit tests run the very same code on byte
  * strings split at every point. The parsers are byte-at-a-time state machines
  * whose state lives in socket storage, so a head split across segments, a
- * keep-alive connection and pipelined requests all parse the same way.
+ * keep-alive connection and pipelined requests all parse the same way. A
+ * whole head at the start of a segment (nearly all of them) takes the fast
+ * path first (further down): the same result, eight bytes at a time.
  *
  * What leaves the parser is only: method, path, User-Agent, which headers
  * were present, status code, lengths, timestamps and the credentials'
