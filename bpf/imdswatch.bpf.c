@@ -17,6 +17,8 @@
 
 #define AF_INET 2
 #define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 #define SOCK_STREAM 1
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -757,12 +759,13 @@ static __always_inline void scrub(struct scratch *sc)
 		__builtin_memset(sc->buf, 0, sizeof(sc->buf));
 }
 
-static __always_inline void next_window(struct __sk_buff *skb, int dir)
+/* Goes on with the segment in the direction's program `step`. */
+static __always_inline void tail_call_step(struct __sk_buff *skb, int dir, __u32 step)
 {
 	if (dir)
-		bpf_tail_call(skb, &next_ingress_window, IMDS_STEP_NEXT);
+		bpf_tail_call(skb, &next_ingress_window, step);
 	else
-		bpf_tail_call(skb, &next_egress_window, IMDS_STEP_NEXT);
+		bpf_tail_call(skb, &next_egress_window, step);
 	count_drop(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
 }
 
@@ -779,7 +782,7 @@ static __always_inline void first_step(struct __sk_buff *skb, struct imds_sock *
 	if (off >= sc->end)
 		return;
 	sc->off = off;
-	next_window(skb, dir);
+	tail_call_step(skb, dir, IMDS_STEP_NEXT);
 }
 
 /* Parses one window of the segment, then chains the next through a tail
@@ -795,7 +798,7 @@ static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *
 		return;
 	sc->off = off;
 	if (++sc->windows < IMDS_SCAN_WINDOWS) {
-		next_window(skb, dir);
+		tail_call_step(skb, dir, IMDS_STEP_NEXT);
 		return;
 	}
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
@@ -822,7 +825,7 @@ static __always_inline struct scratch *scratch_area(__u32 dir)
  * version is the packet's: a dual-stack socket sends IPv4. */
 static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 {
-	__u8 family = skb->protocol == bpf_htons(0x0800) ? AF_INET : AF_INET6;
+	__u8 family = skb->protocol == bpf_htons(ETH_P_IP) ? AF_INET : AF_INET6;
 	struct imds_sock *s;
 	struct tcp_seg seg;
 	struct scratch *sc;
@@ -858,13 +861,9 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	sc->off = off;
 	sc->end = end;
 	/* a head starting here goes to the fast path, anything else to windows */
-	__u32 step = (dir ? s->resp.phase : s->req.phase) == IMDS_PH_START ? IMDS_STEP_FIRST : IMDS_STEP_NEXT;
+	__u8 phase = dir ? s->resp.phase : s->req.phase;
 
-	if (dir)
-		bpf_tail_call(skb, &next_ingress_window, step);
-	else
-		bpf_tail_call(skb, &next_egress_window, step);
-	count_drop(IMDS_DROP_TAIL_CALL);
+	tail_call_step(skb, dir, phase == IMDS_PH_START ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
 }
 
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
@@ -934,8 +933,6 @@ SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1, 0)
 
 /* ---- the hop-limit proof: replies dying in this node's forwarding path ---- */
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
 
 /* The drop reasons involved, under flavoured names: CO-RE resolves them
