@@ -51,19 +51,6 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
-/* Zeros that scrub the scratch buffer: a map of its own, which keeps the
- * filter's .rodata as small as it was (the per-packet filter reads it). */
-struct zeros {
-	__u8 bytes[IMDS_FAST_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct zeros);
-} zero_bytes SEC(".maps");
-
 struct imds_sock {
 	__u64 sock_id;
 	__u64 cgroup_id;
@@ -94,14 +81,26 @@ struct {
 	__uint(max_entries, 256 * 1024); /* resized by the loader */
 } events SEC(".maps");
 
-/* Cgroups whose path the agent knows (it adds them after each connect
- * event); their callers' records wait for the drain timer. */
+/* Cgroups whose path the agent knows (it writes each id into its slot,
+ * imds_known_slot, after placing it); their callers' records wait for the
+ * drain timer. Direct-mapped: an array slot is one inlined load, where a
+ * hash lookup walked cold buckets (~600 ns a connect here). Two cgroups
+ * sharing a slot evict each other: the other's next connect wakes the
+ * agent once more, which writes it back. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_KNOWN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
 } known_cgroups SEC(".maps");
+
+static __always_inline bool cgroup_known(__u64 cgroup_id)
+{
+	__u32 slot = imds_known_slot(cgroup_id);
+	__u64 *id = bpf_map_lookup_elem(&known_cgroups, &slot);
+
+	return id && *id == cgroup_id;
+}
 
 /* How a record is committed. A wakeup per record costs more than all the
  * rest of a metadata request's programs: its irq_work raises a self-IPI (a
@@ -460,7 +459,7 @@ static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family,
 	/* A caller from a cgroup the agent has not placed yet wakes it now: it
 	 * learns the cgroup's path from /proc/PID/cgroup while the caller lives
 	 * (a short-lived pod is gone before the drain timer). */
-	if (wakeup_bytes && !bpf_map_lookup_elem(&known_cgroups, &s->cgroup_id))
+	if (wakeup_bytes && !cgroup_known(s->cgroup_id))
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	else
 		submit(e);
@@ -745,18 +744,19 @@ static __always_inline void trim_seen(struct imds_sock *s, struct tcp_seg *seg, 
 }
 
 /* The payload may hold a token or a key: what was loaded must not outlive
- * the parse (one helper call, not an inlined memset on every verified path). */
+ * the parse. Eight-byte stores over the lines the parse has just read (hot),
+ * a rolled loop (verified once per state that reaches it): copying zeros from
+ * a map read as many cold lines again. */
 static __always_inline void scrub(struct scratch *sc)
 {
-	__u32 loaded = sc->loaded, zero = 0;
-	struct zeros *z = bpf_map_lookup_elem(&zero_bytes, &zero);
+	__u32 words = (sc->loaded + 7) / 8;
 
-	if (loaded > IMDS_FAST_MAX)
-		loaded = IMDS_FAST_MAX;
-	if (z)
-		bpf_probe_read_kernel(sc->buf, loaded, z->bytes);
-	else
-		__builtin_memset(sc->buf, 0, sizeof(sc->buf));
+#pragma clang loop unroll(disable)
+	for (__u32 k = 0; k < IMDS_FAST_BUF / 8; k++) {
+		if (k >= words)
+			break;
+		*(volatile __u64 *)&sc->buf[k * 8] = 0;
+	}
 }
 
 /* Goes on with the segment in the direction's program `step`. */

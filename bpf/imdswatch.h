@@ -16,6 +16,7 @@
 #define IMDS_MAX_ENDPOINTS 8
 #define IMDS_SCAN_WINDOW 128 /* payload bytes parsed per window */
 #define IMDS_SCAN_WINDOWS 16 /* windows per segment: 2 KiB of heads at most */
+#define IMDS_KNOWN_SLOTS 4096 /* cgroups the agent has placed, direct-mapped */
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
@@ -142,6 +143,13 @@ struct imds_ttl_drop_event {
 	struct imds_event_hdr hdr; /* family, dport = the pod's port; no socket, no cgroup */
 	__u32 daddr[4];            /* network byte order; v4 in daddr[0] */
 };
+
+/* The slot of cgroup id in known_cgroups (both sides compute it): the top
+ * bits of a multiplicative hash, since ids are inode numbers, close together. */
+static inline __u32 imds_known_slot(__u64 cgroup_id)
+{
+	return (__u32)((cgroup_id * 0x9e3779b97f4a7c15ull) >> 52) & (IMDS_KNOWN_SLOTS - 1);
+}
 
 struct imds_endpoint {
 	__u32 addr[4]; /* network byte order; v4 in addr[0] */

@@ -221,9 +221,9 @@ Probes::~Probes() {
 int Probes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
 
 void Probes::MarkCgroupKnown(uint64_t cgroup_id) {
-  const uint8_t known = 1;
-  // an LRU map: a full one evicts the coldest cgroup, whose next connect wakes the agent again
-  bpf_map__update_elem(skel_->maps.known_cgroups, &cgroup_id, sizeof(cgroup_id), &known, sizeof(known), BPF_ANY);
+  // direct-mapped: this id evicts whichever shared its slot; that one's next connect wakes the agent again
+  const uint32_t slot = imds_known_slot(cgroup_id);
+  bpf_map__update_elem(skel_->maps.known_cgroups, &slot, sizeof(slot), &cgroup_id, sizeof(cgroup_id), BPF_ANY);
 }
 
 std::array<uint64_t, IMDS_DROP__COUNT> Probes::DropCounts() const {
