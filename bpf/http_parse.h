@@ -54,6 +54,8 @@
  * credentials' expiry key. */
 #define IMDS_TAIL_CREDENTIALS_DIR 0x656e7469616c732full /* entials/ */
 #define IMDS_TAIL_EXPIRATION_KEY 0x69726174696f6e22ull  /* iration" */
+/* the same eight bytes as a little-endian load reads them (the fast path) */
+#define IMDS_TAIL_EXPIRATION_KEY_BYTES __builtin_bswap64(IMDS_TAIL_EXPIRATION_KEY)
 
 /* A body longer than this is skipped until its last IMDS_EXPIRY_SCAN bytes:
  * IMDS puts "Expiration" last, and the keys and secrets before it are never
@@ -578,6 +580,11 @@ static IMDS_PARSER_INLINE __u32 imds_parse_response(void *ctx, struct imds_resp_
 	do {                         \
 	} while (0)
 #endif
+#ifndef IMDS_FAST_TAIL_TAKEN /* and credentials tails taken fast */
+#define IMDS_FAST_TAIL_TAKEN(ctx) \
+	do {                         \
+	} while (0)
+#endif
 #define IMDS_FAST_MAX 512   /* bytes one look takes; a head must end within them */
 #define IMDS_FAST_LINES 24  /* header lines of a head */
 #define IMDS_FAST_BUF (IMDS_FAST_MAX + 8) /* a word read at the last byte stays inside */
@@ -981,6 +988,77 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 	return head;
 }
 
+/* ---- a credentials body's tail ---- */
+
+/* The rest of a credentials body is in [0, left) and its expiry not looked
+ * for yet (the byte-at-a-time parser would start from a clean state): */
+static IMDS_PARSER_INLINE bool imds_fast_tail(const struct imds_resp_parser *p, __u32 left)
+{
+	return p->phase == IMDS_PH_BODY && ((p->cred_mask >> (p->seq & 31)) & 1) && p->expiry_state == 0 &&
+	       p->tail == 0 && p->body_left > 0 && p->body_left <= IMDS_EXPIRY_SCAN && p->body_left <= left;
+}
+
+/* That tail, buf[0..p->body_left), taken from one quote to the next, as the
+ * byte-at-a-time parser's expiry states go: a quote ending "iration"", the
+ * quote opening the value, the quote closing it (a value over
+ * IMDS_EXPIRY_MAX bytes is dropped there too). Completes the response;
+ * returns the bytes consumed. */
+static IMDS_PARSER_INLINE __u32 imds_fast_expiry(void *ctx, struct imds_resp_parser *p, const __u8 *buf, __u64 now)
+{
+	__u32 len = IMDS_BOUND(p->body_left, IMDS_FAST_MAX - 1), from = 0;
+	__u8 state = 0;
+
+	for (__u32 k = 0; k < IMDS_EXPIRY_SCAN / 8 && state < 3; k++) {
+		__u32 i = k * 8;
+		__u64 quotes;
+
+		if (i >= len)
+			break;
+		quotes = imds_bytes_eq(imds_word(buf, i), '"') & imds_below(len - i);
+		for (__u32 b = 0; b < 8 && quotes && state < 3; b++) {
+			__u32 j = i + imds_first_byte(quotes);
+
+			quotes &= quotes - 1;
+			if (state == 0) {
+				if (j >= 7 && imds_word(buf, j - 7) == IMDS_TAIL_EXPIRATION_KEY_BYTES)
+					state = 1;
+			} else if (state == 1) {
+				state = 2;
+				from = j + 1;
+			} else {
+				state = 3;
+				if (j - from <= IMDS_EXPIRY_MAX) {
+					p->expiry_len = j - from;
+					imds_fast_copy(p->expiry, IMDS_EXPIRY_MAX, buf, from, j - from);
+					p->flags |= IMDS_RESP_HAS_EXPIRY;
+				}
+			}
+		}
+	}
+	p->body_left = 0;
+	imds_resp_complete(ctx, p, now);
+	return len;
+}
+
+/* When a credentials body's tail starts at off and ends in this segment:
+ * loads it (IMDS_LOAD) and takes it whole; returns the offset reached, off
+ * itself when it did not apply. *loaded grows to the bytes of buf loaded. */
+static IMDS_PARSER_INLINE __u32 imds_fast_tail_step(void *ctx, struct imds_resp_parser *p, __u8 *buf, __u32 off,
+						    __u32 end, __u64 now, __u32 *loaded)
+{
+	__u32 n;
+
+	if (off >= end || !imds_fast_tail(p, end - off))
+		return off;
+	n = ((p->body_left - 1) & (IMDS_FAST_MAX - 1)) + 1; /* 1..IMDS_EXPIRY_SCAN */
+	if (IMDS_LOAD(ctx, off, buf, n))
+		return off;
+	if (*loaded < n)
+		*loaded = n;
+	IMDS_FAST_TAIL_TAKEN(ctx);
+	return off + imds_fast_expiry(ctx, p, buf, now);
+}
+
 /* Skips the bytes from off that need no look (a request body, a response
  * body but its credentials tail); returns the offset reached. */
 static IMDS_PARSER_INLINE __u32 imds_skip(void *ctx, int dir, struct imds_req_parser *req,
@@ -1013,7 +1091,13 @@ static IMDS_PARSER_INLINE __u32 imds_fast_step(void *ctx, int dir, struct imds_r
 	__u32 left, n, used;
 
 	*loaded = 0;
-	if (!IMDS_FAST_PATH || off >= end || (dir ? resp->phase : req->phase) != IMDS_PH_START)
+	if (!IMDS_FAST_PATH || off >= end)
+		return off;
+	if (dir && resp->phase == IMDS_PH_BODY) {
+		off = imds_skip(ctx, dir, req, resp, off, end, now); /* done already in the kernel */
+		return imds_fast_tail_step(ctx, resp, buf, off, end, now, loaded);
+	}
+	if ((dir ? resp->phase : req->phase) != IMDS_PH_START)
 		return off;
 	left = end - off;
 	n = left < IMDS_FAST_MAX ? left : IMDS_FAST_MAX;
@@ -1025,7 +1109,9 @@ static IMDS_PARSER_INLINE __u32 imds_fast_step(void *ctx, int dir, struct imds_r
 	if (!used)
 		return off;
 	IMDS_FAST_TAKEN(ctx, dir);
-	return imds_skip(ctx, dir, req, resp, off + used, end, now);
+	off = imds_skip(ctx, dir, req, resp, off + used, end, now);
+	/* a credentials body in the head's segment: its tail too */
+	return dir ? imds_fast_tail_step(ctx, resp, buf, off, end, now, loaded) : off;
 }
 
 /* One step over the payload bytes [off, end) of a segment: skips what needs

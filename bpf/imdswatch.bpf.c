@@ -860,10 +860,12 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	sc->now = c.now;
 	sc->off = off;
 	sc->end = end;
-	/* a head starting here goes to the fast path, anything else to windows */
+	/* a head starting here, or a credentials body's tail ending here, goes
+	 * to the fast path; anything else to windows */
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
+	bool fast = phase == IMDS_PH_START || (dir && imds_fast_tail(&s->resp, end - off));
 
-	tail_call_step(skb, dir, phase == IMDS_PH_START ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
+	tail_call_step(skb, dir, fast ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
 }
 
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)

@@ -26,6 +26,8 @@ void imds_on_parse_error(void* ctx, __u8 reason, __u8 direction) {
 
 void imds_test_fast_taken(void* ctx, int dir) { static_cast<ParseHarness*>(ctx)->fast_heads[dir ? 1 : 0]++; }
 
+void imds_test_fast_tail_taken(void* ctx) { static_cast<ParseHarness*>(ctx)->fast_tails++; }
+
 int imds_test_load(void* ctx, __u32 off, __u8* buf, __u32 n) {
   const std::string* seg = static_cast<ParseHarness*>(ctx)->segment;
   if (!seg || off + n > seg->size() || n > IMDS_FAST_MAX) return -1;

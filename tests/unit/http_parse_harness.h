@@ -20,6 +20,8 @@ int imds_test_load(void* ctx, __u32 off, __u8* buf, __u32 n);
 #define IMDS_LOAD(ctx, off, buf, n) imds_test_load((ctx), (off), (buf), (n))
 void imds_test_fast_taken(void* ctx, int dir);
 #define IMDS_FAST_TAKEN(ctx, dir) imds_test_fast_taken((ctx), (dir))
+void imds_test_fast_tail_taken(void* ctx);
+#define IMDS_FAST_TAIL_TAKEN(ctx) imds_test_fast_tail_taken(ctx)
 #include "http_parse.h"
 
 namespace imdswatch::testing {
@@ -49,6 +51,7 @@ struct ParseHarness {
   uint32_t stopped_short = 0;             // segments whose head outgrew the windows
   bool fast = true;                       // whole heads at once where they can be (as the kernel)
   uint32_t fast_heads[2] = {0, 0};        // heads the fast path took, per direction
+  uint32_t fast_tails = 0;                // credentials body tails it took
 
   // Feeds one segment of the client's stream at time now.
   void Send(const std::string& bytes, uint64_t now = 1);

@@ -373,6 +373,47 @@ TEST(HttpParseFast, HeadsSplitAtEveryPointAgreeWithTheWholeOnes) {
   }
 }
 
+TEST(HttpParseFast, CredentialsTailsAgreeWithByteAtATime) {
+  const std::string pad(200, 'T');
+  const std::string bodies[] = {
+      CredentialsBody(),
+      "{\"Token\" : \"" + pad + "\",\n  \"Expiration\" : \"" + std::string(32, '9') + "\"\n}",  // the longest kept
+      "{\"Token\" : \"" + pad + "\",\n  \"Expiration\" : \"" + std::string(33, '9') + "\"\n}",  // too long: dropped
+      "{\"Token\" : \"" + pad + "\",\n  \"Expiration\" : \"2026-11-25T21:00:00Z",                // no closing quote
+      "{\"Token\" : \"" + pad + "\", \"Expiration\":\"A\", \"Expiration\":\"B\"}",               // the first one counts
+      "{\"Token\" : \"" + pad + "\", \"Code\" : \"Success\"}",                                    // no key at all
+      "iration\":\"at-the-first-byte\"",                                                 // key at the tail's start
+      "ration\":\"one-byte-short\"",
+      "{\"Expiration\" : \"" + std::string(60, 'y') + "\"}",                               // 96 bytes and over
+      "{\"Expiration\":\"" + std::string(59, 'y') + "\"}" + std::string(18, ' '),
+      "{\"Expiration\":\"" + std::string(59, 'y') + "\"}" + std::string(19, ' '),
+  };
+  for (const std::string& body : bodies) {
+    const std::string received = Response(200, body);
+    Outcome reference = RunBoth(kCurlCreds, received, false);
+    ASSERT_EQ(reference.h.responses.size(), 1u) << body;
+    // head and body in one segment (as IMDS sends them)
+    Outcome whole = RunBoth(kCurlCreds, received, true);
+    EXPECT_EQ(whole.Describe(), reference.Describe()) << body;
+    EXPECT_EQ(whole.h.fast_tails, 1u) << body;
+    // head, then body (as the stand-in sends them), then the body cut anywhere
+    const size_t head = received.size() - body.size();
+    for (size_t cut = head; cut < received.size(); cut++) {
+      Outcome split;
+      split.h.Send(kCurlCreds, 5);
+      for (const auto& part : SplitAt(received, {head, cut})) split.h.Receive(part, 9);
+      EXPECT_EQ(split.Describe(), reference.Describe()) << body << " cut at " << cut;
+      // a tail that arrives whole (the cut is before it) is taken fast
+      if (received.size() - cut >= std::min<size_t>(body.size(), IMDS_EXPIRY_SCAN) && cut == head)
+        EXPECT_EQ(split.h.fast_tails, 1u) << body;
+    }
+  }
+  // not a credentials call: no tail is looked at
+  Outcome list = RunBoth(kRubyGet, Response(200, CredentialsBody()), true);
+  EXPECT_EQ(list.h.fast_tails, 0u);
+  EXPECT_EQ(list.Describe(), RunBoth(kRubyGet, Response(200, CredentialsBody()), false).Describe());
+}
+
 TEST(HttpParseFast, NeverCopiesMoreThanThePathAndUserAgent) {
   // a short path and User-Agent followed by the token: the parser's whole
   // path and User-Agent buffers (what the kernel copies into its records)
