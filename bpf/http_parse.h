@@ -72,6 +72,8 @@ struct imds_fast_scan {
 	__u16 ua_from; /* User-Agent's value: start and length */
 	__u16 ua_len;
 	__u16 head;    /* the head's length (up to IMDS_FAST_MAX itself) */
+	__u16 n;       /* bytes loaded: every compare refines a register's range,
+			* and one carried through the lines would split their states */
 	__u16 path_end;
 	__u8 seen;     /* IMDS_FAST_SEEN bits of the headers named */
 	__u8 digits;   /* Content-Length had a digit */
@@ -652,49 +654,44 @@ static IMDS_PARSER_INLINE bool imds_word_is(__u64 w, __u64 pattern, __u64 fold)
 	return (w | fold) == pattern;
 }
 
-/* The head's length up to and with its blank line, when every CR in it is
- * followed by LF and every LF preceded by CR (the byte-at-a-time parser
- * skips a stray CR, which would change a name); 0 otherwise, or when the
- * head does not end within n bytes. */
-static IMDS_PARSER_INLINE __u32 imds_fast_head_len(const __u8 *buf, __u32 n)
+/* The bytes loaded, read afresh from memory at each use. */
+static IMDS_PARSER_INLINE __u32 imds_fast_n(struct imds_fast_scan *f)
 {
-	__u64 cr_carry = 0, prev_lf = 0;
+	return IMDS_BOUND(IMDS_MEM(f->n), 2 * IMDS_FAST_MAX - 1);
+}
 
+/* The line end at pos: its first CR or LF, 0 if none starts before n (one
+ * found past n, in what buf held before, means none within n: the caller
+ * checks; no mask here, whose branch would double the verifier's states at
+ * every word of every line). */
+static IMDS_PARSER_INLINE __u32 imds_fast_line_end(struct imds_fast_scan *f, const __u8 *buf, __u32 pos)
+{
 	for (__u32 k = 0; k < IMDS_FAST_MAX / 8; k++) {
-		__u32 i = k * 8;
+		__u32 i = pos + k * 8;
+		__u64 w, m;
 
-		if (i >= n)
-			return 0;
-		__u64 w = imds_word(buf, i), in = imds_below(n - i);
-		__u64 cr = imds_bytes_eq(w, '\r') & in, lf = imds_bytes_eq(w, '\n') & in;
-		/* the blank line: an LF two bytes after another */
-		__u64 blank = lf & ((lf << 16) | (prev_lf >> 48));
-		__u64 upto = blank ? imds_below(imds_first_byte(blank) + 1) : in;
-
-		if ((lf & upto) != (((cr << 8) | cr_carry) & upto))
-			return 0;
-		if (blank)
-			return i + imds_first_byte(blank) + 1;
-		cr_carry = cr >> 56;
-		prev_lf = lf;
+		if (i >= imds_fast_n(f))
+			break;
+		w = imds_word(buf, i);
+		m = imds_bytes_eq(w, '\r') | imds_bytes_eq(w, '\n');
+		if (m)
+			return i + imds_first_byte(m);
 	}
 	return 0;
 }
 
-/* The LF ending the line at pos (one exists before the head's end). */
-static IMDS_PARSER_INLINE __u32 imds_fast_eol(const __u8 *buf, __u32 pos, __u32 head)
+/* The LF of the CRLF that ends the line at pos, within buf[0..n); 0 when the
+ * line's first CR or LF is not such a pair (a stray CR, which the
+ * byte-at-a-time parser skips and which would change a name, or a bare LF),
+ * or no line end comes before n. Lines checked this way one after another
+ * check the whole head. */
+static IMDS_PARSER_INLINE __u32 imds_fast_crlf(struct imds_fast_scan *f, const __u8 *buf, __u32 pos)
 {
-	for (__u32 k = 0; k < IMDS_FAST_MAX / 8; k++) {
-		__u32 i = pos + k * 8;
-		__u64 m;
+	__u32 c = imds_fast_line_end(f, buf, pos);
 
-		if (i >= head)
-			break;
-		m = imds_bytes_eq(imds_word(buf, i), '\n');
-		if (m)
-			return i + imds_first_byte(m);
-	}
-	return head;
+	if (!c || c + 1 >= imds_fast_n(f) || imds_byte(buf, c) != '\r' || imds_byte(buf, c + 1) != '\n')
+		return 0;
+	return c + 1;
 }
 
 /* Which header a line names, from its first bytes: the names the parsers
@@ -775,20 +772,24 @@ static IMDS_PARSER_INLINE void imds_fast_copy(char *dst, __u32 cap, const __u8 *
 /* Headers a head named, as bits. */
 #define IMDS_FAST_SEEN(h) (1u << (h))
 
-/* The header lines of a head, [f->pos, head - 2): what the parsers act on
- * goes to *f. Returns 0, or -1 to decline (a repeated or chunked header, a
- * value the other parser would call an error, too many lines). */
-static IMDS_PARSER_INLINE int imds_fast_headers(struct imds_fast_scan *f, const __u8 *buf, __u32 head)
+/* The header lines of a head from f->pos, up to its blank line within
+ * buf[0..n), whose end goes to f->head: what the parsers act on goes to *f.
+ * Returns 0, or -1 to decline (no blank line within n, a line end that is
+ * not CRLF, a repeated or chunked header, a value the other parser would
+ * call an error, too many lines). */
+static IMDS_PARSER_INLINE int imds_fast_headers(struct imds_fast_scan *f, const __u8 *buf)
 {
-	for (__u32 l = 0; l < IMDS_FAST_LINES; l++) {
+	for (__u32 l = 0; l <= IMDS_FAST_LINES; l++) {
 		__u32 pos = IMDS_BOUND(IMDS_MEM(f->pos), IMDS_FAST_MAX - 1), eol, value, body;
 		__u8 h, seen, digits;
 
-		if (pos + 2 >= head)
-			return pos + 2 == head ? 0 : -1;
-		eol = imds_fast_eol(buf, pos, head);
-		if (eol + 3 > head)
+		eol = imds_fast_crlf(f, buf, pos);
+		if (!eol)
 			return -1;
+		if (eol == pos + 1) { /* the blank line */
+			IMDS_MEM(f->head) = eol + 1;
+			return 0;
+		}
 		h = imds_fast_header(buf, pos, &value);
 		if (h == IMDS_HDR_TRANSFER_ENC)
 			return -1;
@@ -821,19 +822,7 @@ static IMDS_PARSER_INLINE int imds_fast_headers(struct imds_fast_scan *f, const 
 		}
 		IMDS_MEM(f->pos) = eol + 1;
 	}
-	return (__u32)IMDS_BOUND(IMDS_MEM(f->pos), IMDS_FAST_MAX - 1) + 2 == head ? 0 : -1;
-}
-
-/* The head at buf[0..n), when it ends within n bytes: its length, put
- * through f->head (see imds_fast_scan); 0 otherwise. */
-static IMDS_PARSER_INLINE __u32 imds_fast_head(struct imds_fast_scan *f, const __u8 *buf, __u32 n)
-{
-	__u32 head = imds_fast_head_len(buf, n);
-
-	if (head < 16)
-		return 0;
-	IMDS_MEM(f->head) = head;
-	return IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
+	return -1;
 }
 
 /* "HTTP/1.0" or "HTTP/1.1" at buf[i]. */
@@ -858,9 +847,9 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->method_len != 0)
 		return 0;
 	/* what decides the steps below goes through memory (imds_fast_scan) */
-	head = imds_fast_head(f, buf, n);
-	if (!head)
+	if (n < 16)
 		return 0;
+	IMDS_MEM(f->n) = n;
 	w = imds_word(buf, 0) & 0xffffffff;
 	if (w == IMDS_W8('G', 'E', 'T', ' ', 0, 0, 0, 0))
 		IMDS_MEM(f->method) = 'G';
@@ -873,7 +862,7 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 		__u32 i = 4 + k * 8;
 		__u64 stop;
 
-		if (i >= head)
+		if (i >= n)
 			return 0;
 		w = imds_word(buf, i);
 		stop = imds_bytes_eq(w, ' ') | imds_bytes_eq(w, '\r') | imds_bytes_eq(w, '\n');
@@ -906,14 +895,15 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 	}
 	path_end = IMDS_BOUND(IMDS_MEM(f->path_end), IMDS_FAST_MAX - 1);
 	/* " HTTP/1.0" or " HTTP/1.1", then the line's CRLF */
-	if (!imds_fast_version(buf, path_end + 1) || imds_byte(buf, path_end + 9) != '\r')
+	if (path_end + 11 > n || !imds_fast_version(buf, path_end + 1) || imds_byte(buf, path_end + 9) != '\r' ||
+	    imds_byte(buf, path_end + 10) != '\n')
 		return 0;
 	f->pos = path_end + 11;
 	f->seen = 0;
 	f->body = 0;
 	f->ua_from = 0;
 	f->ua_len = 0;
-	if (imds_fast_headers(f, buf, head))
+	if (imds_fast_headers(f, buf))
 		return 0;
 	flags = IMDS_MEM(f->flags);
 	method = IMDS_MEM(f->method);
@@ -955,10 +945,7 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 	__u32 head;
 	__u16 status;
 
-	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->line_len != 0)
-		return 0;
-	head = imds_fast_head(f, buf, n);
-	if (!head)
+	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->line_len != 0 || n < 16)
 		return 0;
 	/* "HTTP/1.x NNN" and anything to the line's end */
 	if (!imds_fast_version(buf, 0) || imds_byte(buf, 8) != ' ')
@@ -973,12 +960,17 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 	}
 	if (status < 200)
 		return 0; /* 1xx: an interim answer, left to the other parser */
-	f->pos = imds_fast_eol(buf, 12, head) + 1;
+	IMDS_MEM(f->n) = n;
+	head = imds_fast_crlf(f, buf, 12);
+	if (!head)
+		return 0;
+	f->pos = head + 1;
 	f->seen = 0;
 	f->body = 0;
 	f->digits = 0;
-	if (imds_fast_headers(f, buf, head))
+	if (imds_fast_headers(f, buf))
 		return 0;
+	head = IMDS_BOUND(IMDS_MEM(f->head), 2 * IMDS_FAST_MAX - 1);
 	p->first_ns = now;
 	p->status = status;
 	p->status_digits = 3;
