@@ -438,6 +438,12 @@ static IMDS_PARSER_INLINE void imds_expiry_byte(struct imds_resp_parser *p, __u8
 	}
 }
 
+/* The answer being parsed is to a request that named a role. */
+static IMDS_PARSER_INLINE bool imds_resp_is_credentials(const struct imds_resp_parser *p)
+{
+	return (p->cred_mask >> (p->seq & 31)) & 1;
+}
+
 /* Response body bytes that need no look: all of them, except the last
  * IMDS_EXPIRY_SCAN of a credentials body whose expiry is still unseen. */
 static IMDS_PARSER_INLINE __u32 imds_resp_skippable(const struct imds_resp_parser *p, __u32 left)
@@ -448,7 +454,7 @@ static IMDS_PARSER_INLINE __u32 imds_resp_skippable(const struct imds_resp_parse
 		return left;
 	if (p->phase != IMDS_PH_BODY)
 		return 0;
-	if (((p->cred_mask >> (p->seq & 31)) & 1) && p->expiry_state < 3)
+	if (imds_resp_is_credentials(p) && p->expiry_state < 3)
 		keep = IMDS_EXPIRY_SCAN;
 	if (p->body_left <= keep)
 		return 0;
@@ -942,7 +948,7 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 						    __u64 now)
 {
 	struct imds_fast_scan *f = &p->fast;
-	__u32 head;
+	__u32 eol, head;
 	__u16 status;
 
 	if (!IMDS_FAST_PATH || p->phase != IMDS_PH_START || p->line_len != 0 || n < 16)
@@ -961,10 +967,10 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
 	if (status < 200)
 		return 0; /* 1xx: an interim answer, left to the other parser */
 	IMDS_MEM(f->n) = n;
-	head = imds_fast_crlf(f, buf, 12);
-	if (!head)
+	eol = imds_fast_crlf(f, buf, 12);
+	if (!eol)
 		return 0;
-	f->pos = head + 1;
+	f->pos = eol + 1;
 	f->seen = 0;
 	f->body = 0;
 	f->digits = 0;
@@ -986,7 +992,7 @@ static IMDS_PARSER_INLINE __u32 imds_fast_response(void *ctx, struct imds_resp_p
  * for yet (the byte-at-a-time parser would start from a clean state): */
 static IMDS_PARSER_INLINE bool imds_fast_tail(const struct imds_resp_parser *p, __u32 left)
 {
-	return p->phase == IMDS_PH_BODY && ((p->cred_mask >> (p->seq & 31)) & 1) && p->expiry_state == 0 &&
+	return p->phase == IMDS_PH_BODY && imds_resp_is_credentials(p) && p->expiry_state == 0 &&
 	       p->tail == 0 && p->body_left > 0 && p->body_left <= IMDS_EXPIRY_SCAN && p->body_left <= left;
 }
 
@@ -1070,9 +1076,11 @@ static IMDS_PARSER_INLINE __u32 imds_skip(void *ctx, int dir, struct imds_req_pa
 	return off + skip;
 }
 
-/* A segment's first step: when a head starts at off, loads up to
+/* A segment's first step, from off past the bytes that need no look
+ * (imds_skip, which the caller ran): when a head starts at off, loads up to
  * IMDS_FAST_MAX bytes (IMDS_LOAD(ctx, off, buf, n), defined by the includer,
- * returns 0 on success) and parses the head whole, then skips its body.
+ * returns 0 on success) and parses the head whole, then skips its body; when
+ * a credentials body's tail does, takes it whole (imds_fast_tail_step).
  * Returns the offset reached: off itself when the step declined (the
  * windows below take the same bytes). *loaded is how many bytes of buf hold
  * payload (the caller scrubs them). */
@@ -1085,10 +1093,8 @@ static IMDS_PARSER_INLINE __u32 imds_fast_step(void *ctx, int dir, struct imds_r
 	*loaded = 0;
 	if (!IMDS_FAST_PATH || off >= end)
 		return off;
-	if (dir && resp->phase == IMDS_PH_BODY) {
-		off = imds_skip(ctx, dir, req, resp, off, end, now); /* done already in the kernel */
+	if (dir && resp->phase == IMDS_PH_BODY)
 		return imds_fast_tail_step(ctx, resp, buf, off, end, now, loaded);
-	}
 	if ((dir ? resp->phase : req->phase) != IMDS_PH_START)
 		return off;
 	left = end - off;
@@ -1141,8 +1147,10 @@ static IMDS_PARSER_INLINE __u32 imds_parse_stream(void *ctx, int dir, struct imd
 {
 	__u32 loaded;
 
+	/* as the kernel's main program: body bytes that need no look, then the fast step */
 	if (fast)
-		off = imds_fast_step(ctx, dir, req, resp, buf, off, end, now, &loaded);
+		off = imds_fast_step(ctx, dir, req, resp, buf, imds_skip(ctx, dir, req, resp, off, end, now), end,
+				     now, &loaded);
 	for (int w = 0; w < IMDS_SCAN_WINDOWS && off < end; w++)
 		off = imds_parse_window(ctx, dir, req, resp, buf, off, end, now, &loaded);
 	return off;
