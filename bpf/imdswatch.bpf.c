@@ -2,7 +2,7 @@
 /* imdswatch kernel side: sees every TCP connection to a metadata endpoint,
  * parses its HTTP in place and emits compact events. Hooks (all at the
  * cgroup v2 root, all present on 5.10+ and on kernels without kprobes):
- *   cgroup/connect4|6   mark metadata sockets (socket storage), once per connect
+ *   cgroup/connect4|6   mark metadata sockets (a slot keyed by cookie), once per connect
  *   sockops             handshake, retransmits, RTOs and close, marked sockets only
  *   cgroup_skb egress   request heads; ingress: status lines, lengths, expiry
  *   tp_btf/kfree_skb    (raw_tp before 5.17) metadata replies dying in forwarding
@@ -69,12 +69,42 @@ struct imds_sock {
 	struct imds_resp_parser resp;
 };
 
+/* Metadata connections' state, in a preallocated table of two-way sets
+ * keyed by socket cookie. Socket storage was dearer: each connect paid two
+ * allocations charged to a memory cgroup (1.3-1.6 us here), each lookup a
+ * walk through the socket's storage list; a slot here is one inlined load.
+ * A set (imds_sock_set) holds two live connections; a third evicts the
+ * second (counted). A slot is free once its connection is closed: a cookie
+ * is never reused, so a stale slot matches no socket. */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_SOCK_SETS * 2);
+	__type(key, __u32);
 	__type(value, struct imds_sock);
 } imds_socks SEC(".maps");
+
+static __always_inline struct imds_sock *sock_way(__u64 cookie, __u32 way)
+{
+	__u32 slot = imds_sock_set(cookie) * 2 + way;
+
+	return bpf_map_lookup_elem(&imds_socks, &slot);
+}
+
+/* The state of the connection with this cookie, if it has one. */
+static __always_inline struct imds_sock *sock_find(__u64 cookie)
+{
+	struct imds_sock *s;
+
+	if (!cookie)
+		return NULL;
+	s = sock_way(cookie, 0);
+	if (s && s->sock_id == cookie)
+		return s;
+	s = sock_way(cookie, 1);
+	if (s && s->sock_id == cookie)
+		return s;
+	return NULL;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -218,14 +248,7 @@ static __always_inline __u8 method_id(const struct imds_req_parser *p)
 
 static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-
-	if (!sk)
-		return NULL;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return NULL;
-	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+	return sock_find(bpf_get_socket_cookie(skb));
 }
 
 /* The segment being parsed, handed through the parser as its ctx: the
@@ -424,21 +447,40 @@ static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u1
 	return false;
 }
 
+/* A slot for a new connection: its own (a repeated connect), a free one,
+ * or else a live connection's, whose state is lost (counted). */
+static __always_inline struct imds_sock *sock_claim(__u64 cookie)
+{
+	struct imds_sock *w0 = sock_way(cookie, 0), *w1 = sock_way(cookie, 1), *s;
+
+	if (!cookie || !w0 || !w1)
+		return NULL;
+	if (w0->sock_id == cookie)
+		return w0;
+	if (w1->sock_id == cookie)
+		return w1;
+	if (!w0->sock_id || w0->closed) {
+		s = w0;
+	} else if (!w1->sock_id || w1->closed) {
+		s = w1;
+	} else {
+		s = w1;
+		count_drop(IMDS_DROP_SOCK_EVICTED);
+	}
+	__builtin_memset(s, 0, sizeof(*s));
+	s->sock_id = cookie;
+	return s;
+}
+
 static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family, const __u32 *addr,
 					 __u16 port)
 {
-	struct bpf_sock *sk = ctx->sk;
 	struct imds_connect_event *e;
 	struct imds_sock *s;
 
-	if (!sk)
+	s = sock_claim(bpf_get_socket_cookie(ctx));
+	if (!s)
 		return;
-	s = bpf_sk_storage_get(&imds_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!s) {
-		count_drop(IMDS_DROP_SOCK_STORAGE);
-		return;
-	}
-	s->sock_id = bpf_get_socket_cookie(ctx);
 	s->cgroup_id = bpf_get_current_cgroup_id();
 	s->tgid = bpf_get_current_pid_tgid() >> 32;
 	s->family = family;
@@ -550,16 +592,11 @@ int imds_connect6_any(struct bpf_sock_addr *ctx)
 
 static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
 {
-	struct bpf_sock *sk;
-
 	/* an active open's callbacks fire for every connection of the node:
 	 * one that is not to a watched port stops before any helper call */
 	if (!port_listed(SKB_PORT_BE16(ops->remote_port)))
 		return NULL;
-	sk = ops->sk;
-	if (!sk)
-		return NULL;
-	return bpf_sk_storage_get(&imds_socks, sk, NULL, 0);
+	return sock_find(bpf_get_socket_cookie(ops));
 }
 
 static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 new_state)
@@ -569,6 +606,10 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	if (s->closed)
 		return;
 	s->closed = 1;
+	/* The slot outlives the socket: the bytes a parse in flight keeps (a
+	 * credentials body's last 8, maybe of a Token) must not. */
+	s->req.tail = 0;
+	s->resp.tail = 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(IMDS_DROP_RINGBUF_FULL);
@@ -584,6 +625,13 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	submit(e);
 }
 
+/* The first step out of SYN_SENT or ESTABLISHED ends the exchange. */
+static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
+{
+	return (old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
+	       (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT);
+}
+
 SEC("sockops")
 int imds_sockops(struct bpf_sock_ops *ops)
 {
@@ -593,6 +641,10 @@ int imds_sockops(struct bpf_sock_ops *ops)
 	/* every other callback of every other socket stops here */
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
 	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_RTO_CB)
+		return 1;
+	/* of the state changes only the end of the exchange needs the socket
+	 * (ACTIVE_ESTABLISHED_CB reports the other one, SYN_SENT -> ESTABLISHED) */
+	if (op == BPF_SOCK_OPS_STATE_CB && !ends_exchange(ops->args[0], ops->args[1]))
 		return 1;
 	s = sockops_state(ops);
 	if (!s)
@@ -614,19 +666,12 @@ int imds_sockops(struct bpf_sock_ops *ops)
 	case BPF_SOCK_OPS_RTO_CB:
 		s->rtos++;
 		break;
-	case BPF_SOCK_OPS_STATE_CB: {
-		__u32 old_state = ops->args[0], new_state = ops->args[1];
-
-		/* the first step out of SYN_SENT or ESTABLISHED ends the exchange */
-		if ((old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
-		    (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT)) {
-			emit_close(s, old_state, new_state);
-			/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
-			 * interest: no more callbacks for this socket */
-			bpf_sock_ops_cb_flags_set(ops, 0);
-		}
+	case BPF_SOCK_OPS_STATE_CB:
+		emit_close(s, ops->args[0], ops->args[1]);
+		/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
+		 * interest: no more callbacks for this socket */
+		bpf_sock_ops_cb_flags_set(ops, 0);
 		break;
-	}
 	}
 	return 1;
 }

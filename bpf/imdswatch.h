@@ -17,6 +17,7 @@
 #define IMDS_SCAN_WINDOW 128 /* payload bytes parsed per window */
 #define IMDS_SCAN_WINDOWS 16 /* windows per segment: 2 KiB of heads at most */
 #define IMDS_KNOWN_SLOTS 4096 /* cgroups the agent has placed, direct-mapped */
+#define IMDS_SOCK_SETS 2048   /* metadata connections' state: sets of two slots */
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
@@ -68,7 +69,7 @@ enum imds_parse_error {
 /* Why a record was lost in the kernel; counted per CPU in drop_counts. */
 enum imds_drop_reason {
 	IMDS_DROP_RINGBUF_FULL = 0,
-	IMDS_DROP_SOCK_STORAGE, /* no socket storage could be created */
+	IMDS_DROP_SOCK_EVICTED, /* a new connection took a live one's slot */
 	IMDS_DROP_SCRATCH,      /* per-CPU scratch buffer unavailable */
 	IMDS_DROP_LOAD_BYTES,   /* bpf_skb_load_bytes failed */
 	IMDS_DROP_TAIL_CALL,    /* the next window's program could not be called */
@@ -149,6 +150,13 @@ struct imds_ttl_drop_event {
 static inline __u32 imds_known_slot(__u64 cgroup_id)
 {
 	return (__u32)((cgroup_id * 0x9e3779b97f4a7c15ull) >> 52) & (IMDS_KNOWN_SLOTS - 1);
+}
+
+/* The set of a connection's state, by socket cookie (the top 11 bits of a
+ * multiplicative hash: cookies are handed out in per-CPU runs). */
+static inline __u32 imds_sock_set(__u64 cookie)
+{
+	return (__u32)((cookie * 0x9e3779b97f4a7c15ull) >> 53) & (IMDS_SOCK_SETS - 1);
 }
 
 struct imds_endpoint {

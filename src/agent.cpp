@@ -77,7 +77,7 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
   });
   health->Add("imdswatch_events_lost_total", "Events lost before aggregation, by reason", K::kCounter,
               [p, aggregator, diagnoser] {
-    static const char* kKernel[IMDS_DROP__COUNT] = {"ringbuf_full", "sock_storage", "scratch", "load_bytes",
+    static const char* kKernel[IMDS_DROP__COUNT] = {"ringbuf_full", "socket_table_full", "scratch", "load_bytes",
                                                       "tail_call"};
     std::vector<LabelledValue> out;
     auto drops = p->probes().DropCounts();

@@ -1,0 +1,124 @@
+// Socket table: the kernel keeps each metadata connection's state in a
+// preallocated table of two-slot sets keyed by socket cookie (imds_socks in
+// bpf/imdswatch.bpf.c, imds_sock_set in bpf/imdswatch.h). Four live
+// connections whose cookies share one set: the first two take its slots, the
+// third and the fourth each evict the connection in the second slot. Each
+// eviction is counted in imdswatch_events_lost_total{reason="socket_table_full"},
+// and exactly the calls of the two connections that kept a slot are counted.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "hardening/hardening.h"
+#include "imdswatch.h"
+
+namespace imdswatch::testing {
+namespace {
+
+class SocketTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override { HARDENING_REQUIRE_KERNEL(); }
+};
+
+uint64_t CookieOf(int fd) {
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) return 0;
+  return cookie;
+}
+
+// `n` TCP sockets whose cookies (given out on first ask, before connect) fall in one set.
+std::vector<int> SocketsSharingASet(size_t n, uint32_t* set) {
+  std::vector<int> kept;
+  for (int tries = 0; tries < 200000 && kept.size() < n; tries++) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    const uint64_t cookie = CookieOf(fd);
+    if (cookie != 0 && kept.empty()) *set = imds_sock_set(cookie);
+    if (cookie != 0 && imds_sock_set(cookie) == *set) {
+      kept.push_back(fd);
+    } else {
+      close(fd);
+    }
+  }
+  return kept;
+}
+
+bool ConnectTo(int fd, int port) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0;
+}
+
+// One GET on the connection; the stand-in closes it after answering.
+std::string GetAndClose(int fd) {
+  const std::string request = "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+                              "Connection: close\r\n\r\n";
+  std::string answer;
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return "";
+  char buf[4096];
+  ssize_t got;
+  while ((got = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, got);
+  close(fd);
+  return answer;
+}
+
+TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
+  TempDir dir("socktable");
+  LoopbackImds imds(dir.path());
+  Agent agent({"--no-kube", "--endpoint", imds.Endpoint()}, dir.path() + "/agent.log");
+
+  uint32_t set = 0;
+  std::vector<int> fds = SocketsSharingASet(4, &set);
+  ASSERT_EQ(fds.size(), 4u) << "no four cookies in one set";
+  std::printf("socket table: cookies");
+  for (int fd : fds) std::printf(" %llu", static_cast<unsigned long long>(CookieOf(fd)));
+  std::printf(" share set %u of %d\n", set, IMDS_SOCK_SETS);
+
+  // All four live at once: the third and fourth connect each take the second slot.
+  for (int fd : fds) ASSERT_TRUE(ConnectTo(fd, imds.port())) << "connect: " << errno;
+  for (int fd : fds) EXPECT_NE(GetAndClose(fd).find(" 200 "), std::string::npos);
+
+  const auto settled = [](const std::vector<Sample>& x) {
+    return SumOf(x, "imds_requests_total") >= 2 &&
+           SumOf(x, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}) >= 2;
+  };
+  std::vector<Sample> s = agent.ScrapeUntil(settled);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  s = agent.Scrape();
+  std::printf("  calls counted %.0f of 4 made, evictions counted %.0f\n", SumOf(s, "imds_requests_total"),
+              SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}));
+  EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}), 2);
+  EXPECT_EQ(SumOf(s, "imds_requests_total"), 2) << "the connections that kept their slot: first and last";
+  EXPECT_EQ(SumOf(s, "imds_requests_total", {{"outcome", "ok"}, {"code", "200"}}), 2);
+  EXPECT_EQ(imds.Requests(), 4u);
+
+  // Closed connections free their slots: four more connections in one set,
+  // two at a time, lose nothing.
+  std::vector<int> more = SocketsSharingASet(4, &set);
+  ASSERT_EQ(more.size(), 4u);
+  for (size_t i = 0; i < more.size(); i += 2) {
+    ASSERT_TRUE(ConnectTo(more[i], imds.port()));
+    ASSERT_TRUE(ConnectTo(more[i + 1], imds.port()));
+    EXPECT_NE(GetAndClose(more[i]).find(" 200 "), std::string::npos);
+    EXPECT_NE(GetAndClose(more[i + 1]).find(" 200 "), std::string::npos);
+  }
+  s = agent.ScrapeUntil([](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total") >= 6; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  s = agent.Scrape();
+  EXPECT_EQ(SumOf(s, "imds_requests_total"), 6);
+  EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}), 2);
+}
+
+}  // namespace
+}  // namespace imdswatch::testing
