@@ -54,6 +54,7 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 struct imds_sock {
 	__u64 sock_id;
 	__u64 cgroup_id;
+	__u64 connect_ns;
 	__u32 tgid;
 	__u32 tx_next_seq; /* next client byte expected: drops retransmitted bytes */
 	__u32 rx_next_seq;
@@ -447,9 +448,20 @@ static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u1
 	return false;
 }
 
+/* TCP gives up a handshake after tcp_syn_retries (6: 127 s). A connect that
+ * failed before its SYN (no route) gets no close callback: its slot is free
+ * once no handshake could still be going on. */
+#define HANDSHAKE_MAX_NS (130ull * 1000000000)
+
+static __always_inline bool slot_free(const struct imds_sock *s, __u64 now)
+{
+	return !s->sock_id || s->closed ||
+	       (!(s->close_flags & IMDS_CLOSE_ESTABLISHED) && now - s->connect_ns > HANDSHAKE_MAX_NS);
+}
+
 /* A slot for a new connection: its own (a repeated connect), a free one,
  * or else a live connection's, whose state is lost (counted). */
-static __always_inline struct imds_sock *sock_claim(__u64 cookie)
+static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now)
 {
 	struct imds_sock *w0 = sock_way(cookie, 0), *w1 = sock_way(cookie, 1), *s;
 
@@ -459,9 +471,9 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie)
 		return w0;
 	if (w1->sock_id == cookie)
 		return w1;
-	if (!w0->sock_id || w0->closed) {
+	if (slot_free(w0, now)) {
 		s = w0;
-	} else if (!w1->sock_id || w1->closed) {
+	} else if (slot_free(w1, now)) {
 		s = w1;
 	} else {
 		s = w1;
@@ -469,16 +481,18 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie)
 	}
 	__builtin_memset(s, 0, sizeof(*s));
 	s->sock_id = cookie;
+	s->connect_ns = now;
 	return s;
 }
 
 static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family, const __u32 *addr,
 					 __u16 port)
 {
+	__u64 now = bpf_ktime_get_ns();
 	struct imds_connect_event *e;
 	struct imds_sock *s;
 
-	s = sock_claim(bpf_get_socket_cookie(ctx));
+	s = sock_claim(bpf_get_socket_cookie(ctx), now);
 	if (!s)
 		return;
 	s->cgroup_id = bpf_get_current_cgroup_id();
@@ -492,7 +506,7 @@ static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family,
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
-	fill_hdr(&e->hdr, s, IMDS_EV_CONNECT, bpf_ktime_get_ns());
+	fill_hdr(&e->hdr, s, IMDS_EV_CONNECT, now);
 	e->daddr[0] = addr[0];
 	e->daddr[1] = family == AF_INET6 ? addr[1] : 0;
 	e->daddr[2] = family == AF_INET6 ? addr[2] : 0;
