@@ -4,7 +4,7 @@
  * One copy of the logic serves both sides: imdswatch.bpf.c runs it on the
  * bytes of each segment, and the unit tests run the very same code on byte
  * strings split at every point. The parsers are byte-at-a-time state machines
- * whose state lives with the connection's, so a head split across segments, a
+ * whose state is kept per connection, so a head split across segments, a
  * keep-alive connection and pipelined requests all parse the same way. A
  * whole head at the start of a segment (nearly all of them) takes the fast
  * path first (further down): the same result, eight bytes at a time.
