@@ -429,6 +429,34 @@ static __always_inline bool v4_mapped(const __u32 *a)
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
 }
 
+/* The exchange on this connection is over: what it counted, and how it
+ * ended (`flags` adds to what the connection saw). Once only. */
+static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
+{
+	struct imds_close_event *e;
+
+	if (s->closed)
+		return;
+	s->closed = 1;
+	/* The slot outlives the socket: the bytes a parse in flight keeps (a
+	 * credentials body's last 8, maybe of a Token) must not. */
+	s->req.tail = 0;
+	s->resp.tail = 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE, bpf_ktime_get_ns());
+	e->requests = s->req.seq;
+	e->responses = s->resp.seq;
+	e->retransmits = s->retransmits;
+	e->syn_rtos = s->rtos;
+	e->flags = s->close_flags | flags;
+	e->old_state = old_state;
+	submit(e);
+}
+
 /* ---- socket marking ---- */
 
 /* The exact test (family, address and port of one endpoint). */
@@ -478,8 +506,11 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now)
 	} else if (slot_free(w1, now)) {
 		s = w1;
 	} else {
+		/* the agent forgets the connection now, rather than when it idles out */
 		s = w1;
 		count_drop(IMDS_DROP_SOCK_EVICTED);
+		emit_close(s, s->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
+			   IMDS_CLOSE_EVICTED);
 	}
 	__builtin_memset(s, 0, sizeof(*s));
 	s->sock_id = cookie;
@@ -615,32 +646,6 @@ static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
 	return sock_find(bpf_get_socket_cookie(ops));
 }
 
-static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 new_state)
-{
-	struct imds_close_event *e;
-
-	if (s->closed)
-		return;
-	s->closed = 1;
-	/* The slot outlives the socket: the bytes a parse in flight keeps (a
-	 * credentials body's last 8, maybe of a Token) must not. */
-	s->req.tail = 0;
-	s->resp.tail = 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(IMDS_DROP_RINGBUF_FULL);
-		return;
-	}
-	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE, bpf_ktime_get_ns());
-	e->requests = s->req.seq;
-	e->responses = s->resp.seq;
-	e->retransmits = s->retransmits;
-	e->syn_rtos = s->rtos;
-	e->flags = s->close_flags | (new_state == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0);
-	e->old_state = old_state;
-	submit(e);
-}
-
 /* The first step out of SYN_SENT or ESTABLISHED ends the exchange. */
 static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
 {
@@ -683,7 +688,7 @@ int imds_sockops(struct bpf_sock_ops *ops)
 		s->rtos++;
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		emit_close(s, ops->args[0], ops->args[1]);
+		emit_close(s, ops->args[0], ops->args[1] == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0);
 		/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
 		 * interest: no more callbacks for this socket */
 		bpf_sock_ops_cb_flags_set(ops, 0);

@@ -53,6 +53,7 @@ enum imds_method {
 #define IMDS_CLOSE_ESTABLISHED (1u << 0)
 #define IMDS_CLOSE_RST_RECEIVED (1u << 1)
 #define IMDS_CLOSE_PEER_FIN (1u << 2) /* the server closed first */
+#define IMDS_CLOSE_EVICTED (1u << 3)  /* a new connection took its kernel slot: no longer followed */
 
 enum imds_parse_error {
 	IMDS_PERR_NONE = 0,

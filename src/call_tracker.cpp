@@ -115,6 +115,13 @@ void CallTracker::OnClose(const imds_close_event& e) {
     return;
   }
   Connection& conn = it->second;
+  if (e.flags & IMDS_CLOSE_EVICTED) {
+    // the kernel gave its slot to a new connection (counted there, socket_table_full):
+    // what it still had pending has no outcome to report
+    connections_.erase(it);
+    stats_.open_connections = connections_.size();
+    return;
+  }
   const bool rst = e.flags & IMDS_CLOSE_RST_RECEIVED;
   if (e.old_state == kTcpSynSent) {
     // the handshake never completed: an RST is a refusal, silence a timeout

@@ -3,8 +3,9 @@
 // bpf/imdswatch.bpf.c, imds_sock_set in bpf/imdswatch.h). Four live
 // connections whose cookies share one set: the first two take its slots, the
 // third and the fourth each evict the connection in the second slot. Each
-// eviction is counted in imdswatch_events_lost_total{reason="socket_table_full"},
-// and exactly the calls of the two connections that kept a slot are counted.
+// eviction is counted in imdswatch_events_lost_total{reason="socket_table_full"}
+// and reported to the agent, which stops following that connection; exactly
+// the calls of the two connections that kept a slot are counted.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -102,6 +103,9 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
   EXPECT_EQ(SumOf(s, "imds_requests_total"), 2) << "the connections that kept their slot: first and last";
   EXPECT_EQ(SumOf(s, "imds_requests_total", {{"outcome", "ok"}, {"code", "200"}}), 2);
   EXPECT_EQ(imds.Requests(), 4u);
+  // the evicted connections were reported as such: the agent follows none of the four any more
+  EXPECT_EQ(SumOf(s, "imdswatch_map_entries", {{"map", "connections"}}), 0);
+  EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "connection_evicted"}}), 0);
 
   // Closed connections free their slots: four more connections in one set,
   // two at a time, lose nothing.

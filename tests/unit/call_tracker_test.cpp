@@ -145,6 +145,20 @@ TEST(CallTracker, PeerCuttingTheConnectionIsAReset) {
   }
 }
 
+TEST(CallTracker, ConnectionEvictedFromTheKernelTableIsForgottenWithoutAnOutcome) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Connect(1));
+  tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 20));
+  EXPECT_TRUE(sink.calls.empty()) << "a pending request of an evicted connection is neither timeout nor reset";
+  EXPECT_TRUE(sink.connections.empty());
+  EXPECT_EQ(tracker.stats().open_connections, 0u);
+  EXPECT_EQ(tracker.stats().evicted_connections, 0u) << "counted once, by the kernel";
+  tracker.Handle(Response(1, 0, 200, 30, 40));
+  EXPECT_TRUE(sink.calls.empty());
+}
+
 TEST(CallTracker, FailedHandshakeIsRefusedOrTimeout) {
   RecordingSink sink;
   CallTracker tracker(&sink);
