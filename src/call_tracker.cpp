@@ -114,14 +114,14 @@ void CallTracker::OnClose(const imds_close_event& e) {
     stats_.orphan_events++;
     return;
   }
-  Connection& conn = it->second;
-  if (e.flags & IMDS_CLOSE_EVICTED) {
-    // the kernel gave its slot to a new connection (counted there, socket_table_full):
-    // what it still had pending has no outcome to report
-    connections_.erase(it);
-    stats_.open_connections = connections_.size();
-    return;
-  }
+  // An evicted connection (the kernel gave its slot to a new one, counted
+  // there as socket_table_full) has no outcome to report for what it had pending.
+  if (!(e.flags & IMDS_CLOSE_EVICTED)) SettleClosed(it->second, e);
+  connections_.erase(it);
+  stats_.open_connections = connections_.size();
+}
+
+void CallTracker::SettleClosed(Connection& conn, const imds_close_event& e) {
   const bool rst = e.flags & IMDS_CLOSE_RST_RECEIVED;
   if (e.old_state == kTcpSynSent) {
     // the handshake never completed: an RST is a refusal, silence a timeout
@@ -137,8 +137,6 @@ void CallTracker::OnClose(const imds_close_event& e) {
     conn.pending.pop_front();
     Finish(conn, std::move(req), peer_cut ? Outcome::kReset : Outcome::kTimeout, 0, e.hdr.ts_ns, 0, "");
   }
-  connections_.erase(it);
-  stats_.open_connections = connections_.size();
 }
 
 void CallTracker::Finish(const Connection& conn, PendingRequest&& req, Outcome outcome, uint16_t status,

@@ -87,6 +87,8 @@ class CallTracker {
   void OnRequest(const imds_request_event& e);
   void OnResponse(const imds_response_event& e);
   void OnClose(const imds_close_event& e);
+  // A closed connection's outcome and its pending requests'.
+  void SettleClosed(Connection& conn, const imds_close_event& e);
   void Finish(const Connection& conn, PendingRequest&& req, Outcome outcome, uint16_t status, uint64_t end_ns,
               uint64_t first_byte_ns, std::string expiry);
 
