@@ -235,6 +235,34 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 	submit(e);
 }
 
+/* The exchange on this connection is over: what it counted, and how it
+ * ended (`flags` adds to what the connection saw). Once only. */
+static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
+{
+	struct imds_close_event *e;
+
+	if (s->closed)
+		return;
+	s->closed = 1;
+	/* The slot outlives the socket: the bytes a parse in flight keeps (a
+	 * credentials body's last 8, maybe of a Token) must not. */
+	s->req.tail = 0;
+	s->resp.tail = 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE, bpf_ktime_get_ns());
+	e->requests = s->req.seq;
+	e->responses = s->resp.seq;
+	e->retransmits = s->retransmits;
+	e->syn_rtos = s->rtos;
+	e->flags = s->close_flags | flags;
+	e->old_state = old_state;
+	submit(e);
+}
+
 
 static __always_inline __u8 method_id(const struct imds_req_parser *p)
 {
@@ -427,34 +455,6 @@ static __always_inline bool v6_listed(const __u32 *a)
 static __always_inline bool v4_mapped(const __u32 *a)
 {
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
-}
-
-/* The exchange on this connection is over: what it counted, and how it
- * ended (`flags` adds to what the connection saw). Once only. */
-static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
-{
-	struct imds_close_event *e;
-
-	if (s->closed)
-		return;
-	s->closed = 1;
-	/* The slot outlives the socket: the bytes a parse in flight keeps (a
-	 * credentials body's last 8, maybe of a Token) must not. */
-	s->req.tail = 0;
-	s->resp.tail = 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(IMDS_DROP_RINGBUF_FULL);
-		return;
-	}
-	fill_hdr(&e->hdr, s, IMDS_EV_CLOSE, bpf_ktime_get_ns());
-	e->requests = s->req.seq;
-	e->responses = s->resp.seq;
-	e->retransmits = s->retransmits;
-	e->syn_rtos = s->rtos;
-	e->flags = s->close_flags | flags;
-	e->old_state = old_state;
-	submit(e);
 }
 
 /* ---- socket marking ---- */
