@@ -79,7 +79,13 @@ struct Feeder {
       decode_errors++;
       return;
     }
-    CountEvents(event, events);
+    const uint8_t type = HeaderOf(event).type;
+    if (type == IMDS_EV_CALL) {
+      events[IMDS_EV_REQUEST]++;
+      events[IMDS_EV_RESPONSE]++;
+    } else {
+      events[type & 15]++;
+    }
     tracker->Handle(event);
   }
 };
@@ -108,9 +114,8 @@ imds_event_hdr Hdr(uint8_t type, uint64_t sock, uint64_t cgroup, uint64_t ts) {
 }
 
 // One botocore credential fetch on one connection, as the kernel reports it:
-// connect, a call record (request and response) x 3 (token PUT, role list,
-// role; the first also reports the handshake), close. 5 records, 9 events,
-// 3 calls.
+// connect, established, a call record (request and response) x 3 (token PUT,
+// role list, role), close. 6 records, 9 events, 3 calls.
 void AppendFetch(std::vector<Record>* out, uint64_t sock, uint64_t cgroup, uint64_t* ts, bool with_v1) {
   const std::string comm = "python3";
   const std::string ua = "Botocore/1.29.27 Python/3.11.2 Linux/6.18";
@@ -119,6 +124,8 @@ void AppendFetch(std::vector<Record>* out, uint64_t sock, uint64_t cgroup, uint6
   c.daddr[0] = 0xfea9fea9;
   Copy(c.comm, sizeof(c.comm), comm);
   out->push_back(Bytes(c));
+  EstablishedEvent est{Hdr(IMDS_EV_ESTABLISHED, sock, cgroup, (*ts)++)};
+  out->push_back(Bytes(est));
   struct Call {
     uint8_t method;
     const char* path;
@@ -140,7 +147,7 @@ void AppendFetch(std::vector<Record>* out, uint64_t sock, uint64_t cgroup, uint6
     r.start_ns = r.hdr.ts_ns;
     r.seq = seq;
     r.method = call.method;
-    r.flags = call.flags | (seq == 0 ? IMDS_REQ_ESTABLISHED : 0);
+    r.flags = call.flags;
     r.path_len = static_cast<uint8_t>(std::strlen(call.path));
     r.ua_len = static_cast<uint8_t>(ua.size());
     Copy(r.comm, sizeof(r.comm), comm);
@@ -180,12 +187,8 @@ std::vector<Record> Traffic(int connections, int owners) {
 
 // Events the records carry: a call record is a request and a response.
 int64_t EventsIn(const std::vector<Record>& records) {
-  std::atomic<uint64_t> by_type[16] = {};
-  Event event;
-  for (const Record& r : records)
-    if (DecodeEvent(r.data(), r.size(), &event) == DecodeError::kNone) CountEvents(event, by_type);
   int64_t n = 0;
-  for (const auto& count : by_type) n += static_cast<int64_t>(count.load());
+  for (const Record& r : records) n += r[0] == IMDS_EV_CALL ? 2 : 1;
   return n;
 }
 

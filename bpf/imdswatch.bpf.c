@@ -78,7 +78,6 @@ struct imds_sock {
 	__u8 seq_valid; /* bit 0 tx, bit 1 rx */
 	__u8 close_flags;
 	__u8 closed;
-	__u8 est_unsent; /* handshake completed, not reported yet: the next record says so */
 	char comm[IMDS_COMM_LEN];
 	struct imds_unsent unsent;
 	struct imds_req_parser req;
@@ -237,7 +236,7 @@ static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds
 	h->cgroup_id = s->cgroup_id;
 }
 
-/* Emit a header-only event (a retransmit). */
+/* Emit a header-only event (established, retransmit). */
 static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 {
 	struct imds_retrans_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -250,7 +249,8 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 	submit(e);
 }
 
-static __always_inline void fill_request(struct imds_request_event *e, struct imds_sock *s, __u8 type, __u64 now)
+static __always_inline void fill_request(struct imds_request_event *e, const struct imds_sock *s, __u8 type,
+					 __u64 now)
 {
 	const struct imds_unsent *u = &s->unsent;
 
@@ -259,10 +259,6 @@ static __always_inline void fill_request(struct imds_request_event *e, struct im
 	e->seq = u->seq;
 	e->method = u->method;
 	e->flags = u->flags;
-	if (s->est_unsent) {
-		e->flags |= IMDS_REQ_ESTABLISHED;
-		s->est_unsent = 0;
-	}
 	e->path_len = u->path_len;
 	e->ua_len = u->ua_len;
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
@@ -328,7 +324,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	e->responses = s->resp.seq;
 	e->retransmits = s->retransmits;
 	e->syn_rtos = s->rtos;
-	e->flags = s->close_flags | flags | (s->est_unsent ? IMDS_CLOSE_REPORTS_ESTABLISHED : 0);
+	e->flags = s->close_flags | flags;
 	e->old_state = old_state;
 	submit(e);
 }
@@ -752,9 +748,8 @@ int imds_sockops(struct bpf_sock_ops *ops)
 						       BPF_SOCK_OPS_RTO_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		/* reported by the next record (a record of its own cost ~300 ns) */
 		s->close_flags |= IMDS_CLOSE_ESTABLISHED;
-		s->est_unsent = 1;
+		emit_simple(s, IMDS_EV_ESTABLISHED);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		s->retransmits++;

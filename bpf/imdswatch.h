@@ -21,8 +21,7 @@
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
-	IMDS_EV_ESTABLISHED,  /* retired: the handshake is reported in the next record
-			       * (IMDS_REQ_ESTABLISHED, IMDS_CLOSE_REPORTS_ESTABLISHED) */
+	IMDS_EV_ESTABLISHED,  /* handshake completed */
 	IMDS_EV_REQUEST,      /* a request head was parsed */
 	IMDS_EV_RESPONSE,     /* a response completed (or its head, if unbounded) */
 	IMDS_EV_CLOSE,        /* the client side left ESTABLISHED/SYN_SENT */
@@ -46,7 +45,6 @@ enum imds_method {
 #define IMDS_REQ_HAS_UA (1u << 2)
 #define IMDS_REQ_PATH_CUT (1u << 3)   /* path longer than IMDS_PATH_MAX */
 #define IMDS_REQ_CREDENTIALS (1u << 4) /* path names a role: response carries an expiry */
-#define IMDS_REQ_ESTABLISHED (1u << 5) /* the connection's first: its handshake completed before it */
 
 /* Response flags. */
 #define IMDS_RESP_NO_LENGTH (1u << 0) /* no Content-Length: end is the connection's end */
@@ -57,7 +55,6 @@ enum imds_method {
 #define IMDS_CLOSE_RST_RECEIVED (1u << 1)
 #define IMDS_CLOSE_PEER_FIN (1u << 2) /* the server closed first */
 #define IMDS_CLOSE_EVICTED (1u << 3)  /* a new connection took its kernel slot: no longer followed */
-#define IMDS_CLOSE_REPORTS_ESTABLISHED (1u << 4) /* the handshake completed and no request reported it */
 
 enum imds_parse_error {
 	IMDS_PERR_NONE = 0,

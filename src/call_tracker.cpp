@@ -59,6 +59,8 @@ void CallTracker::Handle(const Event& event) {
     conn.last_ns = e->hdr.ts_ns;
     conn.pending.clear();
     stats_.open_connections = connections_.size();
+  } else if (const auto* est = std::get_if<EstablishedEvent>(&event)) {
+    if (Connection* conn = Find(est->hdr)) sink_->OnConnection(conn->cgroup_id, conn->comm, ConnOutcome::kEstablished);
   } else if (const auto* req = std::get_if<imds_request_event>(&event)) {
     OnRequest(*req);
   } else if (const auto* resp = std::get_if<imds_response_event>(&event)) {
@@ -82,7 +84,6 @@ void CallTracker::Handle(const Event& event) {
 void CallTracker::OnRequest(const imds_request_event& e) {
   Connection* conn = Find(e.hdr);
   if (!conn) return;
-  if (e.flags & IMDS_REQ_ESTABLISHED) sink_->OnConnection(conn->cgroup_id, conn->comm, ConnOutcome::kEstablished);
   PendingRequest req;
   req.seq = e.seq;
   req.start_ns = e.start_ns;
@@ -116,8 +117,6 @@ void CallTracker::OnClose(const imds_close_event& e) {
     stats_.orphan_events++;
     return;
   }
-  if (e.flags & IMDS_CLOSE_REPORTS_ESTABLISHED)
-    sink_->OnConnection(it->second.cgroup_id, it->second.comm, ConnOutcome::kEstablished);
   // An evicted connection (the kernel gave its slot to a new one, counted
   // there as socket_table_full) has no outcome to report for what it had pending.
   if (!(e.flags & IMDS_CLOSE_EVICTED)) SettleClosed(it->second, e);

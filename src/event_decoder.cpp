@@ -63,6 +63,7 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
   DecodeError err;
   switch (type) {
     case IMDS_EV_CONNECT: return CopyOut<imds_connect_event>(data, size, out);
+    case IMDS_EV_ESTABLISHED: return CopyOut<EstablishedEvent>(data, size, out);
     case IMDS_EV_RETRANS: return CopyOut<RetransmitEvent>(data, size, out);
     case IMDS_EV_CLOSE: return CopyOut<imds_close_event>(data, size, out);
     case IMDS_EV_PARSE_ERROR: return CopyOut<imds_parse_error_event>(data, size, out);
@@ -83,21 +84,6 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
 
 const imds_event_hdr& HeaderOf(const Event& event) {
   return std::visit([](const auto& e) -> const imds_event_hdr& { return e.hdr; }, event);
-}
-
-void CountEvents(const Event& event, std::atomic<uint64_t>* by_type) {
-  bool established = false;
-  if (const auto* call = std::get_if<CallEvent>(&event)) {
-    by_type[IMDS_EV_REQUEST]++;
-    by_type[IMDS_EV_RESPONSE]++;
-    established = call->request.flags & IMDS_REQ_ESTABLISHED;
-  } else {
-    by_type[HeaderOf(event).type & 15]++;
-    if (const auto* req = std::get_if<imds_request_event>(&event)) established = req->flags & IMDS_REQ_ESTABLISHED;
-    if (const auto* close = std::get_if<imds_close_event>(&event))
-      established = close->flags & IMDS_CLOSE_REPORTS_ESTABLISHED;
-  }
-  if (established) by_type[IMDS_EV_ESTABLISHED]++;
 }
 
 }  // namespace imdswatch

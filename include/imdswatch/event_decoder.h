@@ -3,7 +3,6 @@
 // payloads are not aligned for C++ objects.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -13,6 +12,9 @@
 
 namespace imdswatch {
 
+struct EstablishedEvent {
+  imds_event_hdr hdr;
+};
 struct RetransmitEvent {
   imds_event_hdr hdr;
 };
@@ -24,7 +26,7 @@ struct CallEvent {
   imds_response_event response;
 };
 
-using Event = std::variant<imds_connect_event, imds_request_event, imds_response_event,
+using Event = std::variant<imds_connect_event, EstablishedEvent, imds_request_event, imds_response_event,
                            imds_close_event, RetransmitEvent, imds_parse_error_event, imds_ttl_drop_event,
                            CallEvent>;
 
@@ -36,10 +38,5 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out);
 
 // The header every event starts with.
 const imds_event_hdr& HeaderOf(const Event& event);
-
-// Counts the kernel's events a record carries into by_type[IMDS_EV_*] (16
-// entries): a call record is a request and a response, and a handshake is
-// reported by the request or close record that follows it.
-void CountEvents(const Event& event, std::atomic<uint64_t>* by_type);
 
 }  // namespace imdswatch

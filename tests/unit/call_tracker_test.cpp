@@ -78,9 +78,8 @@ TEST(CallTracker, JoinsKeepAliveRequestsWithTheirResponses) {
   RecordingSink sink;
   CallTracker tracker(&sink);
   tracker.Handle(Connect(1));
-  // the connection's first request reports its handshake
-  tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL | IMDS_REQ_ESTABLISHED,
-                         kBoto, 1000000));
+  tracker.Handle(EstablishedEvent{Hdr(IMDS_EV_ESTABLISHED, 1, 2)});
+  tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, kBoto, 1000000));
   tracker.Handle(Response(1, 0, 200, 1500000, 2000000));
   tracker.Handle(Request(1, 1, IMDS_METHOD_GET, "/latest/meta-data/iam/security-credentials/r",
                          IMDS_REQ_HAS_TOKEN, kBoto, 3000000));
@@ -121,19 +120,6 @@ TEST(CallTracker, ACallRecordFinishesLikeItsRequestAndResponseSentApart) {
   EXPECT_DOUBLE_EQ(sink.calls[0].sample.ttfb_seconds, 0.0005);
   EXPECT_EQ(sink.calls[1].sample.outcome, Outcome::kTimeout);
   EXPECT_EQ(tracker.stats().unmatched_responses, 0u);
-}
-
-TEST(CallTracker, AHandshakeNoRequestReportedIsReportedByTheClose) {
-  RecordingSink sink;
-  CallTracker tracker(&sink);
-  tracker.Handle(Connect(1));
-  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_REPORTS_ESTABLISHED, 10));
-  tracker.Handle(Connect(2));
-  tracker.Handle(Request(2, 0, IMDS_METHOD_GET, "/latest/meta-data/", IMDS_REQ_ESTABLISHED, nullptr, 20));
-  tracker.Handle(Close(2, kEstablished, IMDS_CLOSE_ESTABLISHED, 30));  // reported already
-  EXPECT_EQ(sink.connections, (std::vector<ConnOutcome>{ConnOutcome::kEstablished, ConnOutcome::kEstablished}));
-  ASSERT_EQ(sink.calls.size(), 1u);
-  EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kTimeout);
 }
 
 TEST(CallTracker, StatusesMapToOutcomes) {
