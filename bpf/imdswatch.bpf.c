@@ -51,19 +51,6 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
-/* The record fields of the latest request head, kept until its record goes
- * out (with its response, in one record, where it can); its path and
- * User-Agent bytes stay in req until the next head is parsed. */
-struct imds_unsent {
-	__u64 start_ns;
-	__u32 seq;
-	__u8 method;
-	__u8 flags;
-	__u8 path_len;
-	__u8 ua_len;
-	__u8 pending; /* parsed, record not sent yet */
-};
-
 struct imds_sock {
 	__u64 sock_id;
 	__u64 cgroup_id;
@@ -79,7 +66,6 @@ struct imds_sock {
 	__u8 close_flags;
 	__u8 closed;
 	char comm[IMDS_COMM_LEN];
-	struct imds_unsent unsent;
 	struct imds_req_parser req;
 	struct imds_resp_parser resp;
 };
@@ -249,56 +235,6 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 	submit(e);
 }
 
-static __always_inline void fill_request(struct imds_request_event *e, const struct imds_sock *s, __u8 type,
-					 __u64 now)
-{
-	const struct imds_unsent *u = &s->unsent;
-
-	fill_hdr(&e->hdr, s, type, now);
-	e->start_ns = u->start_ns;
-	e->seq = u->seq;
-	e->method = u->method;
-	e->flags = u->flags;
-	e->path_len = u->path_len;
-	e->ua_len = u->ua_len;
-	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-	__builtin_memcpy(e->path, s->req.path, sizeof(e->path));
-	__builtin_memcpy(e->ua, s->req.ua, sizeof(e->ua));
-}
-
-static __always_inline void fill_response(struct imds_response_event *e, const struct imds_sock *s, __u64 end_ns,
-					  __u64 now)
-{
-	const struct imds_resp_parser *p = &s->resp;
-
-	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE, now);
-	e->first_byte_ns = p->first_ns;
-	e->end_ns = end_ns;
-	e->seq = p->seq;
-	e->status = p->status;
-	e->flags = p->flags;
-	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
-	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
-}
-
-/* Sends the request head still waiting for its response, alone: before
- * anything that could parse the next head over its path, and at the end. */
-static __always_inline void flush_request(struct imds_sock *s, __u64 now)
-{
-	struct imds_request_event *e;
-
-	if (!s->unsent.pending)
-		return;
-	s->unsent.pending = 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(IMDS_DROP_RINGBUF_FULL);
-		return;
-	}
-	fill_request(e, s, IMDS_EV_REQUEST, now);
-	submit(e);
-}
-
 /* The exchange on this connection is over: what it counted, and how it
  * ended (`flags` adds to what the connection saw). Once only. */
 static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
@@ -308,8 +244,6 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	if (s->closed)
 		return;
 	s->closed = 1;
-	/* a request left without its response (timeout, reset) goes first */
-	flush_request(s, bpf_ktime_get_ns());
 	/* The slot outlives the socket: the bytes a parse in flight keeps (a
 	 * credentials body's last 8, maybe of a Token) must not. */
 	s->req.tail = 0;
@@ -354,31 +288,32 @@ struct seg_ctx {
 	struct __sk_buff *skb;
 	struct imds_sock *s;
 	__u64 now;
-	/* a constant per program: 1 where a request head may wait for its
-	 * response (the main programs and the first step); the windows send
-	 * each record alone (they stay inside the verifier's budget), and
-	 * their callers send a waiting request before calling them */
-	__u8 merge;
 };
 
-/* A request head was parsed: its fields wait in the slot (the parser
- * resets its own), and go out now unless its response may take them. */
 static __always_inline int emit_request(struct seg_ctx *c)
 {
 	struct imds_sock *s = c->s;
-	struct imds_req_parser *p = &s->req;
-	struct imds_unsent *u = &s->unsent;
+	struct imds_request_event *e;
+	struct imds_req_parser *p;
 
+	p = &s->req;
 	imds_note_request(&s->resp, p);
-	u->start_ns = p->start_ns;
-	u->seq = p->seq;
-	u->method = method_id(p);
-	u->flags = p->flags;
-	u->path_len = p->path_len < IMDS_PATH_MAX ? p->path_len : IMDS_PATH_MAX;
-	u->ua_len = p->ua_len < IMDS_UA_MAX ? p->ua_len : IMDS_UA_MAX;
-	u->pending = 1;
-	if (!c->merge)
-		flush_request(s, c->now);
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(IMDS_DROP_RINGBUF_FULL);
+		return 0;
+	}
+	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST, c->now);
+	e->start_ns = p->start_ns;
+	e->seq = p->seq;
+	e->method = method_id(p);
+	e->flags = p->flags;
+	e->path_len = p->path_len < IMDS_PATH_MAX ? p->path_len : IMDS_PATH_MAX;
+	e->ua_len = p->ua_len < IMDS_UA_MAX ? p->ua_len : IMDS_UA_MAX;
+	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+	__builtin_memcpy(e->path, p->path, sizeof(e->path));
+	__builtin_memcpy(e->ua, p->ua, sizeof(e->ua));
+	submit(e);
 	return 0;
 }
 
@@ -414,25 +349,19 @@ static __always_inline int emit_response(struct seg_ctx *c, __u64 end_ns)
 		send_parse_error(s, IMDS_PERR_UNEXPECTED_RESPONSE, 1, c->now);
 		return 0;
 	}
-	if (c->merge && s->unsent.pending && s->unsent.seq == p->seq) {
-		struct imds_call_event *call = bpf_ringbuf_reserve(&events, sizeof(*call), 0);
-
-		s->unsent.pending = 0;
-		if (!call) {
-			count_drop(IMDS_DROP_RINGBUF_FULL);
-			return 0;
-		}
-		fill_request(&call->request, s, IMDS_EV_CALL, c->now);
-		fill_response(&call->response, s, end_ns, c->now);
-		submit(call);
-		return 0;
-	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	fill_response(e, s, end_ns, c->now);
+	fill_hdr(&e->hdr, s, IMDS_EV_RESPONSE, c->now);
+	e->first_byte_ns = p->first_ns;
+	e->end_ns = end_ns;
+	e->seq = p->seq;
+	e->status = p->status;
+	e->flags = p->flags;
+	e->expiry_len = (p->flags & IMDS_RESP_HAS_EXPIRY) ? p->expiry_len : 0;
+	__builtin_memcpy(e->expiry, p->expiry, sizeof(e->expiry));
 	submit(e);
 	return 0;
 }
@@ -911,7 +840,7 @@ static __always_inline void tail_call_step(struct __sk_buff *skb, int dir, __u32
  * goes to the windows. */
 static __always_inline void first_step(struct __sk_buff *skb, struct imds_sock *s, struct scratch *sc, int dir)
 {
-	struct seg_ctx c = {.skb = skb, .s = s, .now = sc->now, .merge = 1};
+	struct seg_ctx c = {.skb = skb, .s = s, .now = sc->now};
 	__u32 off;
 
 	off = imds_fast_step(&c, dir, &s->req, &s->resp, sc->buf, sc->off, sc->end, c.now, &sc->loaded);
@@ -919,8 +848,6 @@ static __always_inline void first_step(struct __sk_buff *skb, struct imds_sock *
 	if (off >= sc->end)
 		return;
 	sc->off = off;
-	/* the windows may parse the next head over its path */
-	flush_request(s, c.now);
 	tail_call_step(skb, dir, IMDS_STEP_NEXT);
 }
 
@@ -985,12 +912,9 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	trim_seen(s, &seg, dir);
 	if (seg.len == 0)
 		return;
-	struct seg_ctx c = {.skb = skb, .s = s, .now = bpf_ktime_get_ns(), .merge = 1};
+	struct seg_ctx c = {.skb = skb, .s = s, .now = bpf_ktime_get_ns()};
 	__u32 end = seg.off + seg.len, off;
 
-	/* more request bytes before the response: the waiting head goes alone */
-	if (!dir)
-		flush_request(s, c.now);
 	/* body bytes that need no look are skipped here, without a tail call */
 	off = imds_skip(&c, dir, &s->req, &s->resp, seg.off, end, c.now);
 	if (off >= end)
@@ -1007,8 +931,6 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
 	bool fast = phase == IMDS_PH_START || (dir && imds_fast_tail(&s->resp, end - off));
 
-	if (!fast)
-		flush_request(s, c.now);
 	tail_call_step(skb, dir, fast ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
 }
 

@@ -28,7 +28,6 @@ enum imds_event_type {
 	IMDS_EV_RETRANS,      /* a segment on a metadata socket was retransmitted */
 	IMDS_EV_PARSE_ERROR,  /* a byte stream could not be parsed */
 	IMDS_EV_TTL_DROP,     /* the node dropped a metadata reply whose TTL ran out */
-	IMDS_EV_CALL,         /* a request and its response in one record (imds_call_event) */
 };
 
 enum imds_method {
@@ -117,15 +116,6 @@ struct imds_response_event {
 	__u8 flags;
 	__u8 expiry_len;
 	char expiry[IMDS_EXPIRY_MAX]; /* e.g. 2026-11-25T21:00:00Z; nothing else of the body */
-};
-
-/* A request whose head ended its segment waits in the kernel for its
- * response, and both go out in one record: a ring-buffer reservation is
- * the dearest step of a record (~300 ns here, cold), the bytes are not.
- * request.hdr.type is IMDS_EV_CALL; the parts are otherwise as sent alone. */
-struct imds_call_event {
-	struct imds_request_event request;
-	struct imds_response_event response;
 };
 
 struct imds_close_event {

@@ -65,9 +65,6 @@ void CallTracker::Handle(const Event& event) {
     OnRequest(*req);
   } else if (const auto* resp = std::get_if<imds_response_event>(&event)) {
     OnResponse(*resp);
-  } else if (const auto* call = std::get_if<CallEvent>(&event)) {
-    OnRequest(call->request);
-    OnResponse(call->response);
   } else if (const auto* close = std::get_if<imds_close_event>(&event)) {
     OnClose(*close);
   } else if (const auto* rt = std::get_if<RetransmitEvent>(&event)) {

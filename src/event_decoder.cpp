@@ -13,8 +13,6 @@ static_assert(sizeof(imds_request_event) == 32 + 8 + 8 + 16 + IMDS_PATH_MAX + IM
 static_assert(offsetof(imds_request_event, path) == 64, "imds_request_event.path moved");
 static_assert(sizeof(imds_response_event) == 32 + 8 + 8 + 8 + IMDS_EXPIRY_MAX, "imds_response_event layout changed");
 static_assert(sizeof(imds_close_event) == 32 + 16, "imds_close_event layout changed");
-static_assert(sizeof(imds_call_event) == sizeof(imds_request_event) + sizeof(imds_response_event),
-              "imds_call_event layout changed");
 static_assert(sizeof(imds_parse_error_event) == 32 + 8, "imds_parse_error_event layout changed");
 static_assert(std::is_trivially_copyable_v<imds_request_event>);
 
@@ -39,21 +37,6 @@ DecodeError CopyOut(const void* data, size_t size, Event* out) {
   return DecodeError::kNone;
 }
 
-bool LengthsValid(const imds_request_event& req) { return req.path_len <= IMDS_PATH_MAX && req.ua_len <= IMDS_UA_MAX; }
-bool LengthsValid(const imds_response_event& resp) { return resp.expiry_len <= IMDS_EXPIRY_MAX; }
-
-DecodeError DecodeCall(const void* data, size_t size, Event* out) {
-  if (size < sizeof(imds_call_event)) return DecodeError::kTooShort;
-  imds_call_event record;
-  std::memcpy(&record, data, sizeof(record));
-  if (!LengthsValid(record.request) || !LengthsValid(record.response)) return DecodeError::kBadLength;
-  CallEvent call{record.request.hdr, record.request, record.response};
-  call.request.hdr.type = IMDS_EV_REQUEST;
-  call.response.hdr.type = IMDS_EV_RESPONSE;
-  *out = call;
-  return DecodeError::kNone;
-}
-
 }  // namespace
 
 DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
@@ -70,14 +53,16 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
     case IMDS_EV_TTL_DROP: return CopyOut<imds_ttl_drop_event>(data, size, out);
     case IMDS_EV_REQUEST:
       err = CopyOut<imds_request_event>(data, size, out);
-      if (err == DecodeError::kNone && !LengthsValid(std::get<imds_request_event>(*out))) return DecodeError::kBadLength;
+      if (err == DecodeError::kNone) {
+        const auto& req = std::get<imds_request_event>(*out);
+        if (req.path_len > IMDS_PATH_MAX || req.ua_len > IMDS_UA_MAX) return DecodeError::kBadLength;
+      }
       return err;
     case IMDS_EV_RESPONSE:
       err = CopyOut<imds_response_event>(data, size, out);
-      if (err == DecodeError::kNone && !LengthsValid(std::get<imds_response_event>(*out)))
+      if (err == DecodeError::kNone && std::get<imds_response_event>(*out).expiry_len > IMDS_EXPIRY_MAX)
         return DecodeError::kBadLength;
       return err;
-    case IMDS_EV_CALL: return DecodeCall(data, size, out);
     default: return DecodeError::kUnknownType;
   }
 }

@@ -83,13 +83,7 @@ void Pipeline::OnRecord(const void* data, size_t size) {
     return;
   }
   const imds_event_hdr& hdr = HeaderOf(event);
-  // counted as the two events it carries
-  if (hdr.type == IMDS_EV_CALL) {
-    events_[IMDS_EV_REQUEST]++;
-    events_[IMDS_EV_RESPONSE]++;
-  } else {
-    events_[hdr.type & 15]++;
-  }
+  events_[hdr.type & 15]++;
   // the caller is alive now: learn its cgroup's path before the pod can go away
   if (hdr.type == IMDS_EV_CONNECT && cgroups_->LearnFromProcess(hdr.tgid, hdr.cgroup_id))
     probes_->MarkCgroupKnown(hdr.cgroup_id);

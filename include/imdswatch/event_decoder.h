@@ -18,17 +18,9 @@ struct EstablishedEvent {
 struct RetransmitEvent {
   imds_event_hdr hdr;
 };
-// An imds_call_event split back into its two events: the request (its
-// type IMDS_EV_REQUEST again) and its response. hdr is the record's.
-struct CallEvent {
-  imds_event_hdr hdr;
-  imds_request_event request;
-  imds_response_event response;
-};
 
 using Event = std::variant<imds_connect_event, EstablishedEvent, imds_request_event, imds_response_event,
-                           imds_close_event, RetransmitEvent, imds_parse_error_event, imds_ttl_drop_event,
-                           CallEvent>;
+                           imds_close_event, RetransmitEvent, imds_parse_error_event, imds_ttl_drop_event>;
 
 enum class DecodeError { kNone, kTooShort, kUnknownType, kBadLength };
 std::string_view ToString(DecodeError error);

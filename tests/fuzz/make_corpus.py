@@ -389,15 +389,7 @@ def event_seeds():
     write("event_decoder", b"".join(rec(r) for r in [connect, creds, close]))
     write("event_decoder", b"".join(rec(r, 1) for r in [connect, token, perr, ttl, retrans]))
     write("event_decoder", rec(connect) + rec(hdr(5, ts=1_000_500) + struct.pack("<IIIHBB", 0, 0, 0, 2, 2, 2)))
-    write("event_decoder", rec(connect[:40]) + rec(b"\x0a" + connect[1:]) + rec(token[:-1]))
-    # a request and its response sent in one record (IMDS_EV_CALL = 9)
-    def call(req, resp):
-        return b"\x09" + req[1:] + resp
-
-    calls = [connect, established, call(token, response(0, 200, b"", 0, 1_300_000)),
-             call(role, response(1, 200, b"", 0, 1_600_000)), creds, close]
-    write("event_decoder", b"".join(rec(r) for r in calls))
-    write("event_decoder", rec(connect) + rec(call(creds, response(2, 200, b"2026-11-25T21:00:00Z", 2, 1_800_000))[:-1]))
+    write("event_decoder", rec(connect[:40]) + rec(b"\x09" + connect[1:]) + rec(token[:-1]))
 
 
 def main():

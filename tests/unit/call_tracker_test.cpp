@@ -98,30 +98,6 @@ TEST(CallTracker, JoinsKeepAliveRequestsWithTheirResponses) {
   EXPECT_EQ(sink.connections[0], ConnOutcome::kEstablished);
 }
 
-TEST(CallTracker, ACallRecordFinishesLikeItsRequestAndResponseSentApart) {
-  RecordingSink sink;
-  CallTracker tracker(&sink);
-  tracker.Handle(Connect(1));
-  CallEvent call{};
-  call.request = Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, kBoto, 1000000);
-  call.response = Response(1, 0, 200, 1500000, 2000000);
-  call.hdr = call.request.hdr;
-  call.hdr.type = IMDS_EV_CALL;
-  tracker.Handle(call);
-  // the next request waits for a response that never comes: sent alone at the close
-  tracker.Handle(Request(1, 1, IMDS_METHOD_GET, "/latest/meta-data/iam/security-credentials/", IMDS_REQ_HAS_TOKEN,
-                         kBoto, 3000000));
-  tracker.Handle(Close(1, kEstablished, 0, 4000000));
-  ASSERT_EQ(sink.calls.size(), 2u);
-  EXPECT_EQ(sink.calls[0].sample.call, Call::kToken);
-  EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kOk);
-  EXPECT_EQ(sink.calls[0].sample.status, 200);
-  EXPECT_DOUBLE_EQ(sink.calls[0].sample.duration_seconds, 0.001);
-  EXPECT_DOUBLE_EQ(sink.calls[0].sample.ttfb_seconds, 0.0005);
-  EXPECT_EQ(sink.calls[1].sample.outcome, Outcome::kTimeout);
-  EXPECT_EQ(tracker.stats().unmatched_responses, 0u);
-}
-
 TEST(CallTracker, StatusesMapToOutcomes) {
   RecordingSink sink;
   CallTracker tracker(&sink);

@@ -23,38 +23,6 @@ TEST(EventDecoder, DecodesEachTypeFromUnalignedBytes) {
   EXPECT_EQ(std::string(std::get<imds_request_event>(ev).path, 5), "/x/yz");
 }
 
-TEST(EventDecoder, SplitsACallRecordIntoItsRequestAndResponse) {
-  imds_call_event call{};
-  call.request.hdr.type = IMDS_EV_CALL;
-  call.request.hdr.sock_id = 7;
-  call.request.seq = 3;
-  call.request.path_len = 17;
-  std::memcpy(call.request.path, "/latest/api/token", 17);
-  call.response.hdr.type = IMDS_EV_RESPONSE;
-  call.response.hdr.sock_id = 7;
-  call.response.seq = 3;
-  call.response.status = 200;
-  std::vector<char> bytes(sizeof(call) + 3);
-  std::memcpy(bytes.data() + 3, &call, sizeof(call));  // misaligned, as in the ring
-  Event ev;
-  ASSERT_EQ(DecodeEvent(bytes.data() + 3, sizeof(call), &ev), DecodeError::kNone);
-  ASSERT_TRUE(std::holds_alternative<CallEvent>(ev));
-  const CallEvent& got = std::get<CallEvent>(ev);
-  EXPECT_EQ(HeaderOf(ev).type, IMDS_EV_CALL);
-  EXPECT_EQ(got.request.hdr.type, IMDS_EV_REQUEST);
-  EXPECT_EQ(got.response.hdr.type, IMDS_EV_RESPONSE);
-  EXPECT_EQ(std::string(got.request.path, got.request.path_len), "/latest/api/token");
-  EXPECT_EQ(got.response.seq, 3u);
-  EXPECT_EQ(got.response.status, 200);
-
-  EXPECT_EQ(DecodeEvent(bytes.data() + 3, sizeof(call) - 1, &ev), DecodeError::kTooShort);
-  call.response.expiry_len = IMDS_EXPIRY_MAX + 1;
-  EXPECT_EQ(DecodeEvent(&call, sizeof(call), &ev), DecodeError::kBadLength);
-  call.response.expiry_len = 0;
-  call.request.ua_len = IMDS_UA_MAX + 1;
-  EXPECT_EQ(DecodeEvent(&call, sizeof(call), &ev), DecodeError::kBadLength);
-}
-
 TEST(EventDecoder, RejectsShortUnknownAndOverlongRecords) {
   Event ev;
   imds_response_event resp{};
