@@ -5,10 +5,14 @@
 // third and the fourth each evict the connection in the second slot. Each
 // eviction is counted in imdswatch_events_lost_total{reason="socket_table_full"}
 // and reported to the agent, which stops following that connection; exactly
-// the calls of the two connections that kept a slot are counted.
+// the calls of the two connections that kept a slot are counted. A connect
+// that fails before its SYN gets no close callback: its slot is live for the
+// 130 s a handshake could last, and free after.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -72,6 +76,81 @@ std::string GetAndClose(int fd) {
   while ((got = recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, got);
   close(fd);
   return answer;
+}
+
+// In a child, in a network namespace of its own (no route at all), connects
+// `n` sockets of one set to the metadata address: each connect runs the
+// agent's connect hook, then fails before sending anything. `*set` in: the
+// set to use (or UINT32_MAX: any); out: the set used. Returns the connects
+// that failed with ENETUNREACH.
+int UnroutedConnects(size_t n, uint32_t* set) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (unshare(CLONE_NEWNET) != 0) _exit(100);
+    uint32_t want = *set;
+    std::vector<int> fds;
+    for (int tries = 0; tries < 200000 && fds.size() < n; tries++) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const uint64_t cookie = CookieOf(fd);
+      if (cookie != 0 && want == UINT32_MAX) want = imds_sock_set(cookie);
+      if (cookie != 0 && imds_sock_set(cookie) == want)
+        fds.push_back(fd);
+      else
+        close(fd);
+    }
+    int unreachable = 0;
+    for (int fd : fds) {
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(80);
+      to.sin_addr.s_addr = inet_addr("169.254.169.254");
+      if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 && errno == ENETUNREACH) unreachable++;
+    }
+    if (write(pipefd[1], &want, sizeof(want)) != sizeof(want)) _exit(101);
+    _exit(unreachable);
+  }
+  close(pipefd[1]);
+  if (read(pipefd[0], set, sizeof(*set)) != sizeof(*set)) *set = UINT32_MAX;
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(SocketTableTest, AConnectThatNeverSentItsSynHoldsItsSlotOnlyAsLongAsAHandshakeCould) {
+  TempDir dir("socktable-stale");
+  Agent agent({"--no-kube"}, dir.path() + "/agent.log");
+  const auto evictions = [](const std::vector<Sample>& x) {
+    return SumOf(x, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}});
+  };
+  const auto connects = [](const std::vector<Sample>& x) {
+    return SumOf(x, "imdswatch_events_total", {{"type", "connect"}});
+  };
+  const double connects_before = connects(agent.Scrape());
+
+  // Three at once in one set: the third takes the second's slot (it could still be handshaking).
+  uint32_t set = UINT32_MAX;
+  ASSERT_EQ(UnroutedConnects(3, &set), 3) << "connects did not all fail unrouted";
+  ASSERT_NE(set, UINT32_MAX);
+  std::vector<Sample> s =
+      agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + 3; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  s = agent.Scrape();
+  EXPECT_EQ(connects(s), connects_before + 3);
+  EXPECT_EQ(evictions(s), 1) << "set " << set;
+
+  // After 130 s no handshake can be going on: both slots are free, a new connect evicts nothing.
+  std::printf("socket table: set %u holds two unrouted connects; waiting out the 130 s a handshake could last\n", set);
+  std::this_thread::sleep_for(std::chrono::seconds(132));
+  ASSERT_EQ(UnroutedConnects(2, &set), 2);
+  s = agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + 5; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  s = agent.Scrape();
+  EXPECT_EQ(connects(s), connects_before + 5);
+  EXPECT_EQ(evictions(s), 1) << "a stale slot was not taken as free";
 }
 
 TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
