@@ -70,25 +70,28 @@ struct imds_sock {
 	struct imds_resp_parser resp;
 };
 
-/* Metadata connections' state, in a preallocated table of two-way sets
+/* Metadata connections' state, in a preallocated table of four-way sets
  * keyed by socket cookie. Socket storage was dearer: each connect paid two
  * allocations charged to a memory cgroup (connect4 2.5-3.9 us a run here,
  * 1.3-1.7 with the table), each lookup a walk through the socket's storage;
- * a slot here is one inlined load. A set (imds_sock_set) holds two live
- * connections; a third evicts the second (counted). A slot is free once its
+ * a slot here is one inlined load. A set (imds_sock_set) holds four live
+ * connections; a fifth evicts the one connected first (counted). Two ways
+ * were too few: 500 keep-alive connections on a node would fill ~5 sets
+ * past two, and even 8 parallel short ones lost one of 10,000 now and then.
+ * Four: ~0.2 sets past four at 500. A slot is free once its
  * connection is closed (a response still arriving after the client's FIN
  * is lost if a new connection takes the slot meanwhile); a cookie is never
  * reused, so a stale slot matches no socket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, IMDS_SOCK_SETS * 2);
+	__uint(max_entries, IMDS_SOCK_SETS * IMDS_SOCK_WAYS);
 	__type(key, __u32);
 	__type(value, struct imds_sock);
 } imds_socks SEC(".maps");
 
 static __always_inline struct imds_sock *sock_way(__u64 cookie, __u32 way)
 {
-	__u32 slot = imds_sock_set(cookie) * 2 + way;
+	__u32 slot = imds_sock_set(cookie) * IMDS_SOCK_WAYS + way;
 
 	return bpf_map_lookup_elem(&imds_socks, &slot);
 }
@@ -100,12 +103,11 @@ static __always_inline struct imds_sock *sock_find(__u64 cookie)
 
 	if (!cookie)
 		return NULL;
-	s = sock_way(cookie, 0);
-	if (s && s->sock_id == cookie)
-		return s;
-	s = sock_way(cookie, 1);
-	if (s && s->sock_id == cookie)
-		return s;
+	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
+		s = sock_way(cookie, way);
+		if (s && s->sock_id == cookie)
+			return s;
+	}
 	return NULL;
 }
 
@@ -489,25 +491,32 @@ static __always_inline bool slot_free(const struct imds_sock *s, __u64 now)
 	       (!(s->close_flags & IMDS_CLOSE_ESTABLISHED) && now - s->connect_ns > HANDSHAKE_MAX_NS);
 }
 
-/* A slot for a new connection: its own (a repeated connect), a free one,
- * or else a live connection's, whose state is lost (counted). */
+/* A slot for a new connection: its own (a repeated connect), the first
+ * free one, or else the oldest live connection's, whose state is lost
+ * (counted). */
 static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now)
 {
-	struct imds_sock *w0 = sock_way(cookie, 0), *w1 = sock_way(cookie, 1), *s;
+	struct imds_sock *s = NULL, *free = NULL, *oldest = NULL;
 
-	if (!cookie || !w0 || !w1)
+	if (!cookie)
 		return NULL;
-	if (w0->sock_id == cookie)
-		return w0;
-	if (w1->sock_id == cookie)
-		return w1;
-	if (slot_free(w0, now)) {
-		s = w0;
-	} else if (slot_free(w1, now)) {
-		s = w1;
-	} else {
+	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
+		s = sock_way(cookie, way);
+		if (!s)
+			return NULL;
+		if (s->sock_id == cookie)
+			return s;
+		if (!free && slot_free(s, now))
+			free = s;
+		if (!oldest || s->connect_ns < oldest->connect_ns)
+			oldest = s;
+	}
+	s = free;
+	if (!s) {
 		/* the agent forgets the connection now, rather than when it idles out */
-		s = w1;
+		s = oldest;
+		if (!s)
+			return NULL;
 		count_drop(IMDS_DROP_SOCK_EVICTED);
 		emit_close(s, s->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
 			   IMDS_CLOSE_EVICTED);

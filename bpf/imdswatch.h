@@ -17,7 +17,8 @@
 #define IMDS_SCAN_WINDOW 128 /* payload bytes parsed per window */
 #define IMDS_SCAN_WINDOWS 16 /* windows per segment: 2 KiB of heads at most */
 #define IMDS_KNOWN_SLOTS 4096 /* cgroups the agent has placed, direct-mapped */
-#define IMDS_SOCK_SETS 2048   /* metadata connections' state: sets of two slots */
+#define IMDS_SOCK_SETS 1024   /* metadata connections' state: sets of IMDS_SOCK_WAYS slots */
+#define IMDS_SOCK_WAYS 4
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
@@ -153,11 +154,11 @@ static inline __u32 imds_known_slot(__u64 cgroup_id)
 	return (__u32)((cgroup_id * 0x9e3779b97f4a7c15ull) >> 52) & (IMDS_KNOWN_SLOTS - 1);
 }
 
-/* The set of a connection's state, by socket cookie (the top 11 bits of a
+/* The set of a connection's state, by socket cookie (the top 10 bits of a
  * multiplicative hash: cookies are handed out in per-CPU runs). */
 static inline __u32 imds_sock_set(__u64 cookie)
 {
-	return (__u32)((cookie * 0x9e3779b97f4a7c15ull) >> 53) & (IMDS_SOCK_SETS - 1);
+	return (__u32)((cookie * 0x9e3779b97f4a7c15ull) >> 54) & (IMDS_SOCK_SETS - 1);
 }
 
 struct imds_endpoint {

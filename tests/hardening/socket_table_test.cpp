@@ -1,11 +1,12 @@
 // Socket table: the kernel keeps each metadata connection's state in a
-// preallocated table of two-slot sets keyed by socket cookie (imds_socks in
-// bpf/imdswatch.bpf.c, imds_sock_set in bpf/imdswatch.h). Four live
-// connections whose cookies share one set: the first two take its slots, the
-// third and the fourth each evict the connection in the second slot. Each
-// eviction is counted in imdswatch_events_lost_total{reason="socket_table_full"}
-// and reported to the agent, which stops following that connection; exactly
-// the calls of the two connections that kept a slot are counted. A connect
+// preallocated table of IMDS_SOCK_WAYS-slot sets keyed by socket cookie
+// (imds_socks in bpf/imdswatch.bpf.c, imds_sock_set in bpf/imdswatch.h).
+// Two more live connections than a set has slots, their cookies all in one
+// set: the first ones take its slots, the last two each evict the connection
+// made first. Each eviction is counted in
+// imdswatch_events_lost_total{reason="socket_table_full"} and reported to the
+// agent, which stops following that connection; exactly the calls of the
+// connections that kept a slot are counted. A connect
 // that fails before its SYN gets no close callback: its slot is live for the
 // 130 s a handshake could last, and free after.
 #include <arpa/inet.h>
@@ -131,25 +132,28 @@ TEST_F(SocketTableTest, AConnectThatNeverSentItsSynHoldsItsSlotOnlyAsLongAsAHand
   };
   const double connects_before = connects(agent.Scrape());
 
-  // Three at once in one set: the third takes the second's slot (it could still be handshaking).
+  // One more than the set holds, at once: the last takes the first's slot (it could still be handshaking).
+  constexpr int kWays = IMDS_SOCK_WAYS;
   uint32_t set = UINT32_MAX;
-  ASSERT_EQ(UnroutedConnects(3, &set), 3) << "connects did not all fail unrouted";
+  ASSERT_EQ(UnroutedConnects(kWays + 1, &set), kWays + 1) << "connects did not all fail unrouted";
   ASSERT_NE(set, UINT32_MAX);
   std::vector<Sample> s =
-      agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + 3; });
+      agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + kWays + 1; });
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   s = agent.Scrape();
-  EXPECT_EQ(connects(s), connects_before + 3);
+  EXPECT_EQ(connects(s), connects_before + kWays + 1);
   EXPECT_EQ(evictions(s), 1) << "set " << set;
 
-  // After 130 s no handshake can be going on: both slots are free, a new connect evicts nothing.
-  std::printf("socket table: set %u holds two unrouted connects; waiting out the 130 s a handshake could last\n", set);
+  // After 130 s no handshake can be going on: every slot is free, new connects evict nothing.
+  std::printf("socket table: set %u is full of unrouted connects; waiting out the 130 s a handshake could last\n",
+              set);
   std::this_thread::sleep_for(std::chrono::seconds(132));
-  ASSERT_EQ(UnroutedConnects(2, &set), 2);
-  s = agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + 5; });
+  ASSERT_EQ(UnroutedConnects(kWays, &set), kWays);
+  s = agent.ScrapeUntil(
+      [&](const std::vector<Sample>& x) { return connects(x) >= connects_before + 2 * kWays + 1; });
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   s = agent.Scrape();
-  EXPECT_EQ(connects(s), connects_before + 5);
+  EXPECT_EQ(connects(s), connects_before + 2 * kWays + 1);
   EXPECT_EQ(evictions(s), 1) << "a stale slot was not taken as free";
 }
 
@@ -158,31 +162,32 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
   LoopbackImds imds(dir.path());
   Agent agent({"--no-kube", "--endpoint", imds.Endpoint()}, dir.path() + "/agent.log");
 
+  constexpr size_t kWays = IMDS_SOCK_WAYS;
   uint32_t set = 0;
-  std::vector<int> fds = SocketsSharingASet(4, &set);
-  ASSERT_EQ(fds.size(), 4u) << "no four cookies in one set";
+  std::vector<int> fds = SocketsSharingASet(kWays + 2, &set);
+  ASSERT_EQ(fds.size(), kWays + 2) << "not enough cookies in one set";
   std::printf("socket table: cookies");
   for (int fd : fds) std::printf(" %llu", static_cast<unsigned long long>(CookieOf(fd)));
   std::printf(" share set %u of %d\n", set, IMDS_SOCK_SETS);
 
-  // All four live at once: the third and fourth connect each take the second slot.
+  // All live at once: the last two connects each take the slot of the connection made first.
   for (int fd : fds) ASSERT_TRUE(ConnectTo(fd, imds.port())) << "connect: " << errno;
   for (int fd : fds) EXPECT_NE(GetAndClose(fd).find(" 200 "), std::string::npos);
 
-  const auto settled = [](const std::vector<Sample>& x) {
-    return SumOf(x, "imds_requests_total") >= 2 &&
+  const auto settled = [&](const std::vector<Sample>& x) {
+    return SumOf(x, "imds_requests_total") >= kWays &&
            SumOf(x, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}) >= 2;
   };
   std::vector<Sample> s = agent.ScrapeUntil(settled);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   s = agent.Scrape();
-  std::printf("  calls counted %.0f of 4 made, evictions counted %.0f\n", SumOf(s, "imds_requests_total"),
-              SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}));
+  std::printf("  calls counted %.0f of %zu made, evictions counted %.0f\n", SumOf(s, "imds_requests_total"),
+              fds.size(), SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}));
   EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}), 2);
-  EXPECT_EQ(SumOf(s, "imds_requests_total"), 2) << "the connections that kept their slot: first and last";
-  EXPECT_EQ(SumOf(s, "imds_requests_total", {{"outcome", "ok"}, {"code", "200"}}), 2);
-  EXPECT_EQ(imds.Requests(), 4u);
-  // the evicted connections were reported as such: the agent follows none of the four any more
+  EXPECT_EQ(SumOf(s, "imds_requests_total"), kWays) << "the connections that kept their slot: all but the first two";
+  EXPECT_EQ(SumOf(s, "imds_requests_total", {{"outcome", "ok"}, {"code", "200"}}), kWays);
+  EXPECT_EQ(imds.Requests(), kWays + 2);
+  // the evicted connections were reported as such: the agent follows none of them any more
   EXPECT_EQ(SumOf(s, "imdswatch_map_entries", {{"map", "connections"}}), 0);
   EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "connection_evicted"}}), 0);
 
@@ -196,10 +201,10 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
     EXPECT_NE(GetAndClose(more[i]).find(" 200 "), std::string::npos);
     EXPECT_NE(GetAndClose(more[i + 1]).find(" 200 "), std::string::npos);
   }
-  s = agent.ScrapeUntil([](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total") >= 6; });
+  s = agent.ScrapeUntil([&](const std::vector<Sample>& x) { return SumOf(x, "imds_requests_total") >= kWays + 4; });
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   s = agent.Scrape();
-  EXPECT_EQ(SumOf(s, "imds_requests_total"), 6);
+  EXPECT_EQ(SumOf(s, "imds_requests_total"), kWays + 4);
   EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}), 2);
 }
 
