@@ -41,14 +41,17 @@ uint64_t CookieOf(int fd) {
   return cookie;
 }
 
-// `n` TCP sockets whose cookies (given out on first ask, before connect) fall in one set.
+constexpr uint32_t kAnySet = UINT32_MAX;
+
+// `n` TCP sockets whose cookies (given out on first ask, before connect) fall
+// in one set: *set, or the first socket's if *set is kAnySet (*set is then it).
 std::vector<int> SocketsSharingASet(size_t n, uint32_t* set) {
   std::vector<int> kept;
   for (int tries = 0; tries < 200000 && kept.size() < n; tries++) {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) break;
     const uint64_t cookie = CookieOf(fd);
-    if (cookie != 0 && kept.empty()) *set = imds_sock_set(cookie);
+    if (cookie != 0 && *set == kAnySet) *set = imds_sock_set(cookie);
     if (cookie != 0 && imds_sock_set(cookie) == *set) {
       kept.push_back(fd);
     } else {
@@ -58,11 +61,11 @@ std::vector<int> SocketsSharingASet(size_t n, uint32_t* set) {
   return kept;
 }
 
-bool ConnectTo(int fd, int port) {
+bool ConnectTo(int fd, int port, const char* addr = "127.0.0.1") {
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_addr.s_addr = inet_addr(addr);
   return connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0;
 }
 
@@ -81,9 +84,8 @@ std::string GetAndClose(int fd) {
 
 // In a child, in a network namespace of its own (no route at all), connects
 // `n` sockets of one set to the metadata address: each connect runs the
-// agent's connect hook, then fails before sending anything. `*set` in: the
-// set to use (or UINT32_MAX: any); out: the set used. Returns the connects
-// that failed with ENETUNREACH.
+// agent's connect hook, then fails before sending anything. `*set` as for
+// SocketsSharingASet. Returns the connects that failed with ENETUNREACH.
 int UnroutedConnects(size_t n, uint32_t* set) {
   int pipefd[2];
   if (pipe(pipefd) != 0) return -1;
@@ -92,29 +94,14 @@ int UnroutedConnects(size_t n, uint32_t* set) {
     close(pipefd[0]);
     if (unshare(CLONE_NEWNET) != 0) _exit(100);
     uint32_t want = *set;
-    std::vector<int> fds;
-    for (int tries = 0; tries < 200000 && fds.size() < n; tries++) {
-      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      const uint64_t cookie = CookieOf(fd);
-      if (cookie != 0 && want == UINT32_MAX) want = imds_sock_set(cookie);
-      if (cookie != 0 && imds_sock_set(cookie) == want)
-        fds.push_back(fd);
-      else
-        close(fd);
-    }
     int unreachable = 0;
-    for (int fd : fds) {
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_port = htons(80);
-      to.sin_addr.s_addr = inet_addr("169.254.169.254");
-      if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 && errno == ENETUNREACH) unreachable++;
-    }
+    for (int fd : SocketsSharingASet(n, &want))
+      if (!ConnectTo(fd, 80, "169.254.169.254") && errno == ENETUNREACH) unreachable++;
     if (write(pipefd[1], &want, sizeof(want)) != sizeof(want)) _exit(101);
     _exit(unreachable);
   }
   close(pipefd[1]);
-  if (read(pipefd[0], set, sizeof(*set)) != sizeof(*set)) *set = UINT32_MAX;
+  if (read(pipefd[0], set, sizeof(*set)) != sizeof(*set)) *set = kAnySet;
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -134,9 +121,9 @@ TEST_F(SocketTableTest, AConnectThatNeverSentItsSynHoldsItsSlotOnlyAsLongAsAHand
 
   // One more than the set holds, at once: the last takes the first's slot (it could still be handshaking).
   constexpr int kWays = IMDS_SOCK_WAYS;
-  uint32_t set = UINT32_MAX;
+  uint32_t set = kAnySet;
   ASSERT_EQ(UnroutedConnects(kWays + 1, &set), kWays + 1) << "connects did not all fail unrouted";
-  ASSERT_NE(set, UINT32_MAX);
+  ASSERT_NE(set, kAnySet);
   std::vector<Sample> s =
       agent.ScrapeUntil([&](const std::vector<Sample>& x) { return connects(x) >= connects_before + kWays + 1; });
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
@@ -163,7 +150,7 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
   Agent agent({"--no-kube", "--endpoint", imds.Endpoint()}, dir.path() + "/agent.log");
 
   constexpr size_t kWays = IMDS_SOCK_WAYS;
-  uint32_t set = 0;
+  uint32_t set = kAnySet;
   std::vector<int> fds = SocketsSharingASet(kWays + 2, &set);
   ASSERT_EQ(fds.size(), kWays + 2) << "not enough cookies in one set";
   std::printf("socket table: cookies");
@@ -193,6 +180,7 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
 
   // Closed connections free their slots: four more connections in one set,
   // two at a time, lose nothing.
+  set = kAnySet;
   std::vector<int> more = SocketsSharingASet(4, &set);
   ASSERT_EQ(more.size(), 4u);
   for (size_t i = 0; i < more.size(); i += 2) {
