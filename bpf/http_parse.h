@@ -19,7 +19,8 @@
  *   imds_on_request(void *ctx, struct imds_req_parser *p)   a head completed
  *   imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)
  *   imds_on_parse_error(void *ctx, __u8 reason, __u8 direction)
- * and IMDS_PARSER_INLINE (always_inline in BPF).
+ * and IMDS_PARSER_INLINE (always_inline in BPF) and IMDS_PARSER_OUTLINE
+ * (noinline in BPF: bulky steps off the common path keep one copy of their code).
  */
 #ifndef IMDSWATCH_HTTP_PARSE_H
 #define IMDSWATCH_HTTP_PARSE_H
@@ -763,7 +764,7 @@ static IMDS_PARSER_INLINE int imds_fast_length(const __u8 *buf, __u32 v, __u32 c
 
 /* Copies buf[from, from + len) to dst (cap bytes, a multiple of 8), zeroing
  * the rest of dst: the bytes that follow in buf are other headers' values. */
-static IMDS_PARSER_INLINE void imds_fast_copy(char *dst, __u32 cap, const __u8 *buf, __u32 from, __u32 len)
+static IMDS_PARSER_OUTLINE void imds_fast_copy(char *dst, __u32 cap, const __u8 *buf, __u32 from, __u32 len)
 {
 	for (__u32 k = 0; k < IMDS_PATH_MAX / 8; k++) {
 		__u64 w;
@@ -1001,7 +1002,7 @@ static IMDS_PARSER_INLINE bool imds_fast_tail(const struct imds_resp_parser *p, 
  * quote opening the value, the quote closing it (a value over
  * IMDS_EXPIRY_MAX bytes is dropped there too). Completes the response;
  * returns the bytes consumed. */
-static IMDS_PARSER_INLINE __u32 imds_fast_expiry(void *ctx, struct imds_resp_parser *p, const __u8 *buf, __u64 now)
+static IMDS_PARSER_OUTLINE __u32 imds_fast_expiry(void *ctx, struct imds_resp_parser *p, const __u8 *buf, __u64 now)
 {
 	__u32 len = IMDS_BOUND(p->body_left, IMDS_FAST_MAX - 1), from = 0;
 	__u8 state = 0;

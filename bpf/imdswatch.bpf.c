@@ -37,10 +37,15 @@ const volatile struct imds_filter filter __attribute__((aligned(64))) = {};
  * drains the ring on a timer and is woken only once this many bytes wait. */
 const volatile __u32 wakeup_bytes = 0;
 
-/* The parser calls back into this file with ctx = the skb being parsed. The
- * callbacks hand over to global functions, which the verifier checks once
- * rather than once per byte of the parse loop that calls them. */
+/* The parser calls back into this file with ctx = the segment being parsed.
+ * Its hot steps are inlined; its bulky or rare ones (copies, the expiry) and
+ * the records and drop counts it emits are BPF subprograms: one copy of their
+ * code instead of one per call site. A metadata request runs with cold
+ * caches (the client and server ran in between), so every line of code it
+ * crosses costs: this took imds_ingress_first from 10.6 to 6.0 KiB of JIT
+ * output and ~2 % off a request (bench/README.md, 2026-12-02 morning). */
 #define IMDS_PARSER_INLINE __always_inline
+#define IMDS_PARSER_OUTLINE __noinline
 struct imds_req_parser;
 struct imds_resp_parser;
 static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p);
@@ -205,7 +210,7 @@ struct {
 	__type(value, __u64);
 } drop_counts SEC(".maps");
 
-static __always_inline void count_drop(__u32 reason)
+static __noinline void count_drop(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&drop_counts, &reason);
 
@@ -292,7 +297,7 @@ struct seg_ctx {
 	__u64 now;
 };
 
-static __always_inline int emit_request(struct seg_ctx *c)
+static __noinline int emit_request(struct seg_ctx *c)
 {
 	struct imds_sock *s = c->s;
 	struct imds_request_event *e;
@@ -319,7 +324,7 @@ static __always_inline int emit_request(struct seg_ctx *c)
 	return 0;
 }
 
-static __always_inline void send_parse_error(struct imds_sock *s, __u8 reason, __u8 direction, __u64 now)
+static __noinline void send_parse_error(struct imds_sock *s, __u8 reason, __u8 direction, __u64 now)
 {
 	struct imds_parse_error_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -339,7 +344,7 @@ static __always_inline int emit_parse_error(struct seg_ctx *c, __u32 reason, __u
 	return 0;
 }
 
-static __always_inline int emit_response(struct seg_ctx *c, __u64 end_ns)
+static __noinline int emit_response(struct seg_ctx *c, __u64 end_ns)
 {
 	struct imds_sock *s = c->s;
 	struct imds_response_event *e;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #define IMDS_PARSER_INLINE inline
+#define IMDS_PARSER_OUTLINE inline
 struct imds_req_parser;
 struct imds_resp_parser;
 void imds_on_request(void* ctx, struct imds_req_parser* p);
