@@ -183,10 +183,12 @@ struct {
 } scratch SEC(".maps");
 
 /* The parse programs of each direction, filled by the loader: a segment's
- * first step (the fast path: a whole head at once) and its next windows.
- * Each is verified on its own, which keeps every program inside the
- * verifier's budget. One map per direction: a program array takes programs
- * of one attach type only. */
+ * next windows, and on ingress its first step (the fast path: a whole head
+ * at once). Each is verified on its own, which keeps every program inside
+ * the verifier's budget; egress runs its first step inline (the request
+ * parse fits beside the main path, the response parse does not), which
+ * saves a tail call and a second lookup per request. One map per
+ * direction: a program array takes programs of one attach type only. */
 enum { IMDS_STEP_NEXT = 0, IMDS_STEP_FIRST = 1 };
 
 struct {
@@ -945,7 +947,10 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
 	bool fast = phase == IMDS_PH_START || (dir && imds_fast_tail(&s->resp, end - off));
 
-	tail_call_step(skb, dir, fast ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
+	if (fast && !dir)
+		first_step(skb, s, sc, dir); /* see next_egress_window */
+	else
+		tail_call_step(skb, dir, fast ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
 }
 
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
@@ -997,9 +1002,9 @@ int imds_ingress_any(struct __sk_buff *skb)
 	return 1;
 }
 
-/* Tail-call targets, never attached: a segment's first step, where a head
- * that starts there is parsed whole (first = 1); the next windows of a long
- * segment (first = 0). */
+/* Tail-call targets, never attached: an ingress segment's first step, where
+ * a head that starts there is parsed whole (first = 1); the next windows of
+ * a long segment (first = 0). */
 #define SEGMENT_STEP(name, hook, dir, first)          \
 	SEC(hook)                                     \
 	int name(struct __sk_buff *skb)               \
@@ -1008,7 +1013,6 @@ int imds_ingress_any(struct __sk_buff *skb)
 		return 1;                             \
 	}
 
-SEGMENT_STEP(imds_egress_first, "cgroup_skb/egress", 0, 1)
 SEGMENT_STEP(imds_ingress_first, "cgroup_skb/ingress", 1, 1)
 SEGMENT_STEP(imds_egress_more, "cgroup_skb/egress", 0, 0)
 SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1, 0)
