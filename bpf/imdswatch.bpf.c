@@ -42,7 +42,7 @@ const volatile __u32 wakeup_bytes = 0;
  * the records and drop counts it emits are BPF subprograms: one copy of their
  * code instead of one per call site. A metadata request runs with cold
  * caches (the client and server ran in between), so every line of code it
- * crosses costs: this took imds_ingress_first from 10.6 to 6.0 KiB of JIT
+ * crosses costs: this took the ingress first step from 10.6 to 6.0 KiB of JIT
  * output and ~2 % off a request (bench/README.md, 2026-12-02 morning). */
 #define IMDS_PARSER_INLINE __always_inline
 #define IMDS_PARSER_OUTLINE __noinline
@@ -182,25 +182,25 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-/* The parse programs of each direction, filled by the loader: a segment's
- * next windows, and on ingress its first step (the fast path: a whole head
- * at once). Each is verified on its own, which keeps every program inside
- * the verifier's budget; egress runs its first step inline (the request
- * parse fits beside the main path, the response parse does not), which
- * saves a tail call and a second lookup per request. One map per
- * direction: a program array takes programs of one attach type only. */
-enum { IMDS_STEP_NEXT = 0, IMDS_STEP_FIRST = 1 };
+/* The window programs of each direction, filled by the loader: a segment's
+ * next windows, each program verified on its own, which keeps each inside
+ * the verifier's budget. A segment's first step (the fast path: a whole
+ * head at once) is no tail call: egress runs it inline (the request parse
+ * fits beside the main path), ingress calls imds_ingress_first_step. One
+ * map per direction: a program array takes programs of one attach type
+ * only. */
+enum { IMDS_STEP_NEXT = 0 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
 } next_egress_window SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
 } next_ingress_window SEC(".maps");
@@ -905,6 +905,8 @@ static __always_inline struct scratch *scratch_area(__u32 dir)
 /* A segment to or from a metadata peer. A pure ACK (most of them) leaves
  * before the socket is looked up; an ingress RST still counts. The IP
  * version is the packet's: a dual-stack socket sends IPv4. */
+__noinline int imds_ingress_first_step(struct __sk_buff *skb);
+
 static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 {
 	__u8 family = skb->protocol == bpf_htons(ETH_P_IP) ? AF_INET : AF_INET6;
@@ -948,9 +950,11 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	bool fast = phase == IMDS_PH_START || (dir && imds_fast_tail(&s->resp, end - off));
 
 	if (fast && !dir)
-		first_step(skb, s, sc, dir); /* see next_egress_window */
+		first_step(skb, s, sc, dir);
+	else if (fast)
+		imds_ingress_first_step(skb);
 	else
-		tail_call_step(skb, dir, fast ? IMDS_STEP_FIRST : IMDS_STEP_NEXT);
+		tail_call_step(skb, dir, IMDS_STEP_NEXT);
 }
 
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
@@ -967,6 +971,16 @@ static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int
 		first_step(skb, s, sc, dir);
 	else
 		parse_step(skb, s, sc, dir);
+}
+
+/* An ingress segment's first step, a global function: the verifier checks
+ * it once, on its own, with an unknown skb (inline, beside the main path's
+ * states, imds_ingress exceeds the 1M-instruction budget). A call, where it
+ * was a tail call to a program of its own: ingress -4 % a request. */
+__noinline int imds_ingress_first_step(struct __sk_buff *skb)
+{
+	continue_segment(skb, 1, 1);
+	return 0;
 }
 
 SEC("cgroup_skb/egress")
@@ -1002,9 +1016,7 @@ int imds_ingress_any(struct __sk_buff *skb)
 	return 1;
 }
 
-/* Tail-call targets, never attached: an ingress segment's first step, where
- * a head that starts there is parsed whole (first = 1); the next windows of
- * a long segment (first = 0). */
+/* Tail-call targets, never attached: the next windows of a segment. */
 #define SEGMENT_STEP(name, hook, dir, first)          \
 	SEC(hook)                                     \
 	int name(struct __sk_buff *skb)               \
@@ -1013,7 +1025,6 @@ int imds_ingress_any(struct __sk_buff *skb)
 		return 1;                             \
 	}
 
-SEGMENT_STEP(imds_ingress_first, "cgroup_skb/ingress", 1, 1)
 SEGMENT_STEP(imds_egress_more, "cgroup_skb/egress", 0, 0)
 SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1, 0)
 

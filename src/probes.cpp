@@ -139,7 +139,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   while (ring < options.ringbuf_bytes) ring <<= 1;
   bpf_map__set_max_entries(probes->skel_->maps.events, ring);
   // continuations run only as tail calls: loaded, never attached
-  for (bpf_program* step : {progs->imds_ingress_first, progs->imds_egress_more, progs->imds_ingress_more})
+  for (bpf_program* step : {progs->imds_egress_more, progs->imds_ingress_more})
     bpf_program__set_autoattach(step, false);
   // batched: the reader is woken early only when a quarter of the ring waits
   rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
@@ -150,15 +150,13 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
              (err == -EPERM ? " (missing privileges: CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are needed)" : "");
     return nullptr;
   }
-  // keys as enum in imdswatch.bpf.c: 0 the next window, 1 a segment's first step (ingress
-  // only: egress runs it inline)
+  // key 0 (IMDS_STEP_NEXT in imdswatch.bpf.c): a segment's next window
   const struct {
     bpf_map* slot;
     uint32_t key;
     bpf_program* prog;
   } continuations[] = {{probes->skel_->maps.next_egress_window, 0, progs->imds_egress_more},
-                       {probes->skel_->maps.next_ingress_window, 0, progs->imds_ingress_more},
-                       {probes->skel_->maps.next_ingress_window, 1, progs->imds_ingress_first}};
+                       {probes->skel_->maps.next_ingress_window, 0, progs->imds_ingress_more}};
   for (const auto& c : continuations) {
     const int prog_fd = bpf_program__fd(c.prog);
     if (bpf_map_update_elem(bpf_map__fd(c.slot), &c.key, &prog_fd, BPF_ANY) != 0) {
