@@ -841,13 +841,13 @@ static __always_inline void scrub(struct scratch *sc)
 	}
 }
 
-/* Goes on with the segment in the direction's program `step`. */
-static __always_inline void tail_call_step(struct __sk_buff *skb, int dir, __u32 step)
+/* Goes on with the segment's next window in the direction's program. */
+static __always_inline void tail_call_next(struct __sk_buff *skb, int dir)
 {
 	if (dir)
-		bpf_tail_call(skb, &next_ingress_window, step);
+		bpf_tail_call(skb, &next_ingress_window, IMDS_STEP_NEXT);
 	else
-		bpf_tail_call(skb, &next_egress_window, step);
+		bpf_tail_call(skb, &next_egress_window, IMDS_STEP_NEXT);
 	count_drop(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
 }
 
@@ -864,7 +864,7 @@ static __always_inline void first_step(struct __sk_buff *skb, struct imds_sock *
 	if (off >= sc->end)
 		return;
 	sc->off = off;
-	tail_call_step(skb, dir, IMDS_STEP_NEXT);
+	tail_call_next(skb, dir);
 }
 
 /* Parses one window of the segment, then chains the next through a tail
@@ -880,7 +880,7 @@ static __always_inline void parse_step(struct __sk_buff *skb, struct imds_sock *
 		return;
 	sc->off = off;
 	if (++sc->windows < IMDS_SCAN_WINDOWS) {
-		tail_call_step(skb, dir, IMDS_STEP_NEXT);
+		tail_call_next(skb, dir);
 		return;
 	}
 	__u8 phase = dir ? s->resp.phase : s->req.phase;
@@ -902,11 +902,11 @@ static __always_inline struct scratch *scratch_area(__u32 dir)
 	return sc;
 }
 
+__noinline int imds_ingress_first_step(struct __sk_buff *skb);
+
 /* A segment to or from a metadata peer. A pure ACK (most of them) leaves
  * before the socket is looked up; an ingress RST still counts. The IP
  * version is the packet's: a dual-stack socket sends IPv4. */
-__noinline int imds_ingress_first_step(struct __sk_buff *skb);
-
 static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 {
 	__u8 family = skb->protocol == bpf_htons(ETH_P_IP) ? AF_INET : AF_INET6;
@@ -954,7 +954,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	else if (fast)
 		imds_ingress_first_step(skb);
 	else
-		tail_call_step(skb, dir, IMDS_STEP_NEXT);
+		tail_call_next(skb, dir);
 }
 
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
@@ -1017,16 +1017,16 @@ int imds_ingress_any(struct __sk_buff *skb)
 }
 
 /* Tail-call targets, never attached: the next windows of a segment. */
-#define SEGMENT_STEP(name, hook, dir, first)          \
+#define SEGMENT_STEP(name, hook, dir)                 \
 	SEC(hook)                                     \
 	int name(struct __sk_buff *skb)               \
 	{                                             \
-		continue_segment(skb, (dir), (first)); \
+		continue_segment(skb, (dir), 0);      \
 		return 1;                             \
 	}
 
-SEGMENT_STEP(imds_egress_more, "cgroup_skb/egress", 0, 0)
-SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1, 0)
+SEGMENT_STEP(imds_egress_more, "cgroup_skb/egress", 0)
+SEGMENT_STEP(imds_ingress_more, "cgroup_skb/ingress", 1)
 
 /* ---- the hop-limit proof: replies dying in this node's forwarding path ---- */
 
