@@ -167,6 +167,18 @@ struct imds_endpoint {
 	__u16 family;
 };
 
+/* The bit of a watched address, of a peer address folded to 32 bits: v4
+ * as it is, v6 its four words xored (a v4-mapped one folds to the v4 address
+ * xored with the mapping word, so v4 endpoints set that bit too). */
+static inline __u32 imds_addr_bit(__u32 folded)
+{
+	return (__u32)(folded * 0x9e3779b1u) >> 26;
+}
+
+/* The value the per-packet programs carry in place of the watched addresses'
+ * bits until the loader writes the bits over it ("imdsbits"). */
+#define IMDS_ADDR_BITS_PLACEHOLDER 0x696d647362697473
+
 /* The endpoints again, as the per-packet and per-connect filters want them:
  * distinct ports and distinct addresses per family, counts and the v4 list in
  * one cache line (the first 60 bytes). A match on port and address here is

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "imdswatch.skel.h"
+#include "imdswatch/packet_filter.h"
 
 namespace imdswatch {
 
@@ -67,24 +68,6 @@ bool KfreeSkbHasReason() {
   return has;
 }
 
-// endpoints[] again for the filters: distinct ports and addresses.
-void FillFilter(const std::vector<Endpoint>& endpoints, imds_filter* f) {
-  *f = {};
-  for (const Endpoint& ep : endpoints) {
-    const uint16_t port = htons(ep.port);
-    if (std::find(f->ports, f->ports + f->nr_ports, port) == f->ports + f->nr_ports) f->ports[f->nr_ports++] = port;
-    if (ep.family == AF_INET) {
-      uint32_t a;
-      std::memcpy(&a, ep.addr, sizeof(a));
-      if (std::find(f->v4, f->v4 + f->nr_v4, a) == f->v4 + f->nr_v4) f->v4[f->nr_v4++] = a;
-    } else {
-      bool seen = false;
-      for (uint32_t i = 0; i < f->nr_v6; i++) seen = seen || std::memcmp(f->v6[i], ep.addr, 16) == 0;
-      if (!seen) std::memcpy(f->v6[f->nr_v6++], ep.addr, 16);
-    }
-  }
-}
-
 }  // namespace
 
 std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* error) {
@@ -126,6 +109,19 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
                               port80 ? progs->imds_egress_any : progs->imds_egress,
                               port80 ? progs->imds_ingress_any : progs->imds_ingress})
     bpf_program__set_autoload(unused, false);
+  // The watched addresses' bits, an immediate in the per-packet programs'
+  // code (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c).
+  const uint64_t addr_bits = WatchedAddrBits(options.endpoints);
+  for (bpf_program* prog : {egress, ingress}) {
+    const bpf_insn* code = bpf_program__insns(prog);
+    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+    if (WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, addr_bits) != 1 ||
+        bpf_program__set_insns(prog, insns.data(), insns.size()) != 0) {
+      *error = std::string("writing the watched addresses into ") + bpf_program__name(prog) +
+               ": the placeholder is not there once (a build of the BPF object that does not match this loader?)";
+      return nullptr;
+    }
+  }
   // kfree_skb: tp_btf where the tracepoint passes the drop reason (5.17+),
   // which filters every other drop first; raw_tp before. Neither when the
   // forwarding path is not watched.

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "integration/harness.h"
 
@@ -417,13 +418,22 @@ TEST_F(PipelineTest, RefusedConnectionIsCounted) {
   EXPECT_EQ(SumOf(s, "imds_requests_total", pod.Labels()), 0);
 }
 
-TEST_F(PipelineTest, Ipv6EndpointIsWatched) {
+// The v6 endpoint; and a dual-stack socket (AF_INET6, the peer
+// ::ffff:169.254.169.254), which sends IPv4 but shows its peer as v6: the
+// packet filter's first test must pass both.
+TEST_F(PipelineTest, Ipv6EndpointAndDualStackSocketsAreWatched) {
   StartImds();
-  Pod pod = MakePod("six", 1);
-  WaitUntilKnown(pod);
-  ASSERT_EQ(RunIn(pod, Curl({"-g", "http://[fd00:ec2::254]/latest/meta-data/instance-id"})), 0);
-  auto s = ScrapeRequests(pod, 1);
-  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"call", "metadata"}, {"code", "200"}})), 1);
+  const std::pair<const char*, const char*> calls[] = {
+      {"six", "http://[fd00:ec2::254]/latest/meta-data/instance-id"},
+      {"dualstack", "http://[::ffff:169.254.169.254]/latest/meta-data/instance-id"}};
+  for (const auto& [name, url] : calls) {
+    Pod pod = MakePod(name, 1);
+    WaitUntilKnown(pod);
+    ASSERT_EQ(RunIn(pod, Curl({"-g", url})), 0) << url;
+    auto s = ScrapeRequests(pod, 1);
+    EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"call", "metadata"}, {"code", "200"}})), 1)
+        << url;
+  }
 }
 
 TEST_F(PipelineTest, OtherTrafficCreatesNoSeries) {

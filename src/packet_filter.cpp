@@ -1,0 +1,60 @@
+#include "imdswatch/packet_filter.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace imdswatch {
+
+void FillFilter(const std::vector<Endpoint>& endpoints, imds_filter* f) {
+  *f = {};
+  for (const Endpoint& ep : endpoints) {
+    const uint16_t port = htons(ep.port);
+    if (std::find(f->ports, f->ports + f->nr_ports, port) == f->ports + f->nr_ports) f->ports[f->nr_ports++] = port;
+    if (ep.family == AF_INET) {
+      uint32_t a;
+      std::memcpy(&a, ep.addr, sizeof(a));
+      if (std::find(f->v4, f->v4 + f->nr_v4, a) == f->v4 + f->nr_v4) f->v4[f->nr_v4++] = a;
+    } else {
+      bool seen = false;
+      for (uint32_t i = 0; i < f->nr_v6; i++) seen = seen || std::memcmp(f->v6[i], ep.addr, 16) == 0;
+      if (!seen) std::memcpy(f->v6[f->nr_v6++], ep.addr, 16);
+    }
+  }
+}
+
+uint64_t WatchedAddrBits(const std::vector<Endpoint>& endpoints) {
+  uint64_t bits = 0;
+  for (const Endpoint& ep : endpoints) {
+    uint32_t w[4];
+    std::memcpy(w, ep.addr, sizeof(w));
+    if (ep.family == AF_INET) {
+      bits |= 1ull << imds_addr_bit(w[0]);
+      bits |= 1ull << imds_addr_bit(w[0] ^ htonl(0xffff));  // ::ffff:a.b.c.d folded
+    } else {
+      bits |= 1ull << imds_addr_bit(w[0] ^ w[1] ^ w[2] ^ w[3]);
+    }
+  }
+  return bits;
+}
+
+int WriteImm64(std::vector<bpf_insn>& insns, uint64_t placeholder, uint64_t value) {
+  int written = 0;
+  for (size_t i = 0; i + 1 < insns.size(); i++) {
+    bpf_insn& lo = insns[i];
+    if (lo.code != (BPF_LD | BPF_IMM | BPF_DW)) continue;
+    bpf_insn& hi = insns[i + 1];
+    const uint64_t imm = static_cast<uint32_t>(lo.imm) | static_cast<uint64_t>(static_cast<uint32_t>(hi.imm)) << 32;
+    if (lo.src_reg == 0 && imm == placeholder) {
+      lo.imm = static_cast<int32_t>(static_cast<uint32_t>(value));
+      hi.imm = static_cast<int32_t>(static_cast<uint32_t>(value >> 32));
+      written++;
+    }
+    i++;  // an ld_imm64 is two instructions
+  }
+  return written;
+}
+
+}  // namespace imdswatch
