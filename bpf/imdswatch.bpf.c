@@ -102,8 +102,9 @@ static __always_inline struct imds_sock *sock_way(__u64 cookie, __u32 way)
 	return bpf_map_lookup_elem(&imds_socks, &slot);
 }
 
-/* The state of the connection with this cookie, if it has one. */
-static __always_inline struct imds_sock *sock_find(__u64 cookie)
+/* The state of the connection with this cookie, if it has one, and its
+ * slot (a key of imds_socks). */
+static __always_inline struct imds_sock *sock_find_slot(__u64 cookie, __u32 *slot)
 {
 	struct imds_sock *s;
 
@@ -111,10 +112,19 @@ static __always_inline struct imds_sock *sock_find(__u64 cookie)
 		return NULL;
 	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
 		s = sock_way(cookie, way);
-		if (s && s->sock_id == cookie)
+		if (s && s->sock_id == cookie) {
+			*slot = imds_sock_set(cookie) * IMDS_SOCK_WAYS + way;
 			return s;
+		}
 	}
 	return NULL;
+}
+
+static __always_inline struct imds_sock *sock_find(__u64 cookie)
+{
+	__u32 slot;
+
+	return sock_find_slot(cookie, &slot);
 }
 
 struct {
@@ -287,9 +297,9 @@ static __always_inline __u8 method_id(const struct imds_req_parser *p)
 	return IMDS_METHOD_OTHER;
 }
 
-static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb)
+static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb, __u32 *slot)
 {
-	return sock_find(bpf_get_socket_cookie(skb));
+	return sock_find_slot(bpf_get_socket_cookie(skb), slot);
 }
 
 /* The segment being parsed, handed through the parser as its ctx: the
@@ -923,7 +933,7 @@ static __always_inline struct scratch *scratch_area(__u32 dir)
 	return sc;
 }
 
-__noinline int imds_ingress_first_step(struct __sk_buff *skb);
+__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot);
 
 /* A segment to or from a metadata peer. A pure ACK (most of them) leaves
  * before the socket is looked up; an ingress RST still counts. The IP
@@ -934,6 +944,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	struct imds_sock *s;
 	struct tcp_seg seg;
 	struct scratch *sc;
+	__u32 slot = 0;
 
 	if (locate_payload(skb, family, &seg)) {
 		count_drop(IMDS_DROP_LOAD_BYTES);
@@ -941,7 +952,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	}
 	if (seg.len == 0 && !(dir && (seg.flags & 0x04)))
 		return;
-	s = skb_sock_state(skb);
+	s = skb_sock_state(skb, &slot);
 	if (!s)
 		return;
 	if (dir && (seg.flags & 0x04))
@@ -973,14 +984,16 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	if (fast && !dir)
 		first_step(skb, s, sc, dir);
 	else if (fast)
-		imds_ingress_first_step(skb);
+		imds_ingress_first_step(skb, slot);
 	else
 		tail_call_next(skb, dir);
 }
 
-static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int first)
+/* A segment's next window (a tail call: the socket is looked up again). */
+static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
 {
-	struct imds_sock *s = skb_sock_state(skb);
+	__u32 slot;
+	struct imds_sock *s = skb_sock_state(skb, &slot);
 	struct scratch *sc;
 
 	if (!s)
@@ -988,19 +1001,26 @@ static __always_inline void continue_segment(struct __sk_buff *skb, int dir, int
 	sc = scratch_area(dir);
 	if (!sc)
 		return;
-	if (first)
-		first_step(skb, s, sc, dir);
-	else
-		parse_step(skb, s, sc, dir);
+	parse_step(skb, s, sc, dir);
 }
 
 /* An ingress segment's first step, a global function: the verifier checks
  * it once, on its own, with an unknown skb (inline, beside the main path's
  * states, imds_ingress exceeds the 1M-instruction budget). A call, where it
- * was a tail call to a program of its own: ingress -4 % a request. */
-__noinline int imds_ingress_first_step(struct __sk_buff *skb)
+ * was a tail call to a program of its own: ingress -4 % a request. The
+ * caller's slot comes as a scalar (a global function takes no map value):
+ * an array lookup, where the cookie helper and the ways were a second
+ * lookup. */
+__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot)
 {
-	continue_segment(skb, 1, 1);
+	struct imds_sock *s = bpf_map_lookup_elem(&imds_socks, &slot);
+	struct scratch *sc;
+
+	if (!s)
+		return 0;
+	sc = scratch_area(1);
+	if (sc)
+		first_step(skb, s, sc, 1);
 	return 0;
 }
 
@@ -1061,7 +1081,7 @@ int imds_ingress_any(struct __sk_buff *skb)
 	SEC(hook)                                     \
 	int name(struct __sk_buff *skb)               \
 	{                                             \
-		continue_segment(skb, (dir), 0);      \
+		continue_segment(skb, (dir));         \
 		return 1;                             \
 	}
 
