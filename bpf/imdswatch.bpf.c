@@ -197,7 +197,7 @@ struct {
  * next windows, each program verified on its own, which keeps each inside
  * the verifier's budget. A segment's first step (the fast path: a whole
  * head at once) is no tail call: egress runs it inline (the request parse
- * fits beside the main path), ingress calls imds_ingress_first_step. One
+ * fits beside the segment's path), ingress calls imds_ingress_first_step. One
  * map per direction: a program array takes programs of one attach type
  * only. */
 enum { IMDS_STEP_NEXT = 0 };
@@ -933,7 +933,7 @@ static __always_inline struct scratch *scratch_area(__u32 dir)
 	return sc;
 }
 
-__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot);
+__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot, __u64 cookie);
 
 /* A segment to or from a metadata peer. A pure ACK (most of them) leaves
  * before the socket is looked up; an ingress RST still counts. The IP
@@ -984,7 +984,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	if (fast && !dir)
 		first_step(skb, s, sc, dir);
 	else if (fast)
-		imds_ingress_first_step(skb, slot);
+		imds_ingress_first_step(skb, slot, s->sock_id);
 	else
 		tail_call_next(skb, dir);
 }
@@ -1010,13 +1010,14 @@ static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
  * was a tail call to a program of its own: ingress -4 % a request. The
  * caller's slot comes as a scalar (a global function takes no map value):
  * an array lookup, where the cookie helper and the ways were a second
- * lookup. */
-__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot)
+ * lookup. The cookie still decides: a connect on another CPU may have
+ * taken the slot since. */
+__noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot, __u64 cookie)
 {
 	struct imds_sock *s = bpf_map_lookup_elem(&imds_socks, &slot);
 	struct scratch *sc;
 
-	if (!s)
+	if (!s || s->sock_id != cookie)
 		return 0;
 	sc = scratch_area(1);
 	if (sc)
@@ -1042,7 +1043,7 @@ __noinline int imds_ingress_segment(struct __sk_buff *skb)
 }
 
 /* Every endpoint on port 80: one compare with an immediate for other
- * traffic; other hosts' port 80 stops at the address bit. */
+ * traffic; most other hosts' port 80 stops at the address bit. */
 SEC("cgroup_skb/egress")
 int imds_egress(struct __sk_buff *skb)
 {

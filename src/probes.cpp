@@ -115,10 +115,11 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   for (bpf_program* prog : {egress, ingress}) {
     const bpf_insn* code = bpf_program__insns(prog);
     std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
-    if (WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, addr_bits) != 1 ||
+    // every copy (a compiler may duplicate the block that holds it)
+    if (WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, addr_bits) < 1 ||
         bpf_program__set_insns(prog, insns.data(), insns.size()) != 0) {
       *error = std::string("writing the watched addresses into ") + bpf_program__name(prog) +
-               ": the placeholder is not there once (a build of the BPF object that does not match this loader?)";
+               ": the placeholder is not there (a build of the BPF object that does not match this loader?)";
       return nullptr;
     }
   }

@@ -7,7 +7,13 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <bpf/libbpf.h>
+
 #include <cstring>
+#include <set>
+#include <string>
+
+#include "imdswatch.skel.h"
 
 namespace imdswatch {
 namespace {
@@ -113,6 +119,30 @@ TEST(PacketFilter, WriteImm64ReplacesThePlaceholderAndNothingElse) {
   EXPECT_EQ(insns[5].dst_reg, 3);
   for (size_t i : {0, 1, 2, 3, 4, 7}) EXPECT_EQ(std::memcmp(&insns[i], &before[i], sizeof(bpf_insn)), 0) << i;
   EXPECT_EQ(WriteImm64(insns, ph, 1), 0);  // written once, gone
+}
+
+// The object the agent ships: each per-packet program carries the
+// placeholder (or the loader refuses to start), and no other program does.
+TEST(PacketFilter, ThePerPacketProgramsOfTheObjectCarryThePlaceholder) {
+  imdswatch_bpf* skel = imdswatch_bpf::open();  // parses the object; nothing is loaded
+  ASSERT_NE(skel, nullptr);
+  const std::set<std::string> per_packet = {"imds_egress", "imds_ingress", "imds_egress_any", "imds_ingress_any"};
+  size_t seen = 0;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) {
+    const bpf_insn* code = bpf_program__insns(prog);
+    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+    const int copies = WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, 0);
+    const std::string name = bpf_program__name(prog);
+    if (per_packet.count(name)) {
+      EXPECT_GE(copies, 1) << name;
+      seen++;
+    } else {
+      EXPECT_EQ(copies, 0) << name;
+    }
+  }
+  EXPECT_EQ(seen, per_packet.size());
+  imdswatch_bpf::destroy(skel);
 }
 
 }  // namespace
