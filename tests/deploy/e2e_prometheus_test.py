@@ -193,18 +193,21 @@ def start_clients(c, work, pods):
     ruby = ["ruby", os.path.join(k.FIXTURES, "clients", "ruby_creds.rb")]
     imds = "http://169.254.169.254"
     curl = "curl -s -o /dev/null --max-time 3"
-    token = ("t=$(curl -s --max-time 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+    # Client limits well above the stand-in's answer times: on a loaded 2-core CI machine a late answer
+    # must not turn a healthy pod's call into a timeout (a hop-limit, throttle or IMDSv1 finding that the
+    # alerts keep for an hour). Only checkout's SDK keeps its 1 s token timeout: that is its scenario.
+    token = ("t=$(curl -s --max-time 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
              f"{imds}/latest/api/token); {curl} -H \"X-aws-ec2-metadata-token: $t\" {imds}/latest/meta-data/instance-id")
     throttled = " ".join(["-o /dev/null " + f"{imds}:8083/latest/meta-data/instance-id"] * 6)
-    slow_token = ("t=$(curl -s --max-time 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
-                  f"{imds}:8084/latest/api/token); curl -s -o /dev/null --max-time 3 "
+    slow_token = ("t=$(curl -s --max-time 6 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+                  f"{imds}:8084/latest/api/token); curl -s -o /dev/null --max-time 6 "
                   f"-H \"X-aws-ec2-metadata-token: $t\" {imds}:8084/latest/meta-data/instance-id")
     # Each pod has one problem only: a loop fetching credentials every few seconds is itself a refresh storm,
     # so only billing does that.
     clients = {
         # healthy: one credential fetch every 15 s, IMDSv2
-        "web": boto + ["--count", "12", "--sleep", "15"],
-        "cart": ruby + ["--count", "12", "--sleep", "15"],
+        "web": boto + ["--count", "12", "--sleep", "15", "--timeout", "3"],
+        "cart": ruby + ["--count", "12", "--sleep", "15", "--timeout", "3"],
         # token replies die one hop short: 1 s timeout, then IMDSv1; a fetch every ~13 s
         "checkout": boto + ["--endpoint", f"{imds}:8081", "--count", "12", "--sleep", "12"],
         # credentials with 5 minutes left, fetched every 2 s
@@ -227,6 +230,7 @@ def start_clients(c, work, pods):
         pod = pods[key]
         k.Proc(argv, log=os.path.join(work, f"client-{key}.log"), cgroup=pod["cgroup"], netns=pod["netns"],
                cleanup=c)
+        time.sleep(0.2)  # nine interpreters starting at once on 2 cores delay the first answers by seconds
 
 
 def prometheus_config(path, agent_port, sm):

@@ -7,7 +7,7 @@
 set(IMDSWATCH_FUZZ_SECONDS 30 CACHE STRING "Seconds each libFuzzer target runs in its CTest test")
 set(_fuzz_dir ${CMAKE_BINARY_DIR}/fuzz)
 add_test(NAME fuzz_build COMMAND ${CMAKE_CURRENT_LIST_DIR}/run.sh --build-dir ${_fuzz_dir} --build-only)
-set_tests_properties(fuzz_build PROPERTIES LABELS fuzz FIXTURES_SETUP imdswatch_fuzz_build TIMEOUT 1200)
+set_tests_properties(fuzz_build PROPERTIES LABELS fuzz FIXTURES_SETUP imdswatch_fuzz_build TIMEOUT 2400)
 file(GLOB _fuzz_sources ${CMAKE_CURRENT_LIST_DIR}/fuzz_*.cpp)
 foreach(_source ${_fuzz_sources})
   get_filename_component(_target ${_source} NAME_WE)
