@@ -161,9 +161,11 @@ TEST_F(SocketTableTest, AFullSetCountsEachEvictionAndKeepsTheOthersExact) {
   for (int fd : fds) ASSERT_TRUE(ConnectTo(fd, imds.port())) << "connect: " << errno;
   for (int fd : fds) EXPECT_NE(GetAndClose(fd).find(" 200 "), std::string::npos);
 
+  // (and every connection's close handled: a loaded machine may take longer than the 600 ms below)
   const auto settled = [&](const std::vector<Sample>& x) {
     return SumOf(x, "imds_requests_total") >= kWays &&
-           SumOf(x, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}) >= 2;
+           SumOf(x, "imdswatch_events_lost_total", {{"reason", "socket_table_full"}}) >= 2 &&
+           SumOf(x, "imdswatch_map_entries", {{"map", "connections"}}) == 0;
   };
   std::vector<Sample> s = agent.ScrapeUntil(settled);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
