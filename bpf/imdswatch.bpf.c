@@ -95,9 +95,15 @@ struct {
 	__type(value, struct imds_sock);
 } imds_socks SEC(".maps");
 
+/* The key of a cookie's way in imds_socks. */
+static __always_inline __u32 sock_slot(__u64 cookie, __u32 way)
+{
+	return imds_sock_set(cookie) * IMDS_SOCK_WAYS + way;
+}
+
 static __always_inline struct imds_sock *sock_way(__u64 cookie, __u32 way)
 {
-	__u32 slot = imds_sock_set(cookie) * IMDS_SOCK_WAYS + way;
+	__u32 slot = sock_slot(cookie, way);
 
 	return bpf_map_lookup_elem(&imds_socks, &slot);
 }
@@ -113,7 +119,7 @@ static __always_inline struct imds_sock *sock_find_slot(__u64 cookie, __u32 *slo
 	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
 		s = sock_way(cookie, way);
 		if (s && s->sock_id == cookie) {
-			*slot = imds_sock_set(cookie) * IMDS_SOCK_WAYS + way;
+			*slot = sock_slot(cookie, way);
 			return s;
 		}
 	}
@@ -992,8 +998,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 /* A segment's next window (a tail call: the socket is looked up again). */
 static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
 {
-	__u32 slot;
-	struct imds_sock *s = skb_sock_state(skb, &slot);
+	struct imds_sock *s = sock_find(bpf_get_socket_cookie(skb));
 	struct scratch *sc;
 
 	if (!s)
