@@ -303,11 +303,6 @@ static __always_inline __u8 method_id(const struct imds_req_parser *p)
 	return IMDS_METHOD_OTHER;
 }
 
-static __always_inline struct imds_sock *skb_sock_state(struct __sk_buff *skb, __u32 *slot)
-{
-	return sock_find_slot(bpf_get_socket_cookie(skb), slot);
-}
-
 /* The segment being parsed, handed through the parser as its ctx: the
  * callbacks reuse its socket state and its timestamp. */
 struct seg_ctx {
@@ -958,7 +953,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	}
 	if (seg.len == 0 && !(dir && (seg.flags & 0x04)))
 		return;
-	s = skb_sock_state(skb, &slot);
+	s = sock_find_slot(bpf_get_socket_cookie(skb), &slot);
 	if (!s)
 		return;
 	if (dir && (seg.flags & 0x04))
