@@ -185,17 +185,7 @@ Aggregator::Aggregator(Resolver resolver) : resolver_(std::move(resolver)) {}
 Aggregator::~Aggregator() = default;
 
 Aggregator::Owner* Aggregator::FindOrCreate(uint64_t cgroup_id, std::string_view comm) {
-  const Key key = MakeOwnerKey(cgroup_id, comm);
-  if (last_owner_ && last_owner_->key == key) return last_owner_;
-  auto it = owners_.find(key);
-  if (it == owners_.end()) {
-    if (owners_.size() >= kMaxOwners) return nullptr;
-    auto owner = std::make_unique<Owner>();
-    owner->key = key;
-    it = owners_.emplace(key, std::move(owner)).first;
-  }
-  last_owner_ = it->second.get();
-  return last_owner_;
+  return FindOrMakeOwner(owners_, last_owner_, kMaxOwners, cgroup_id, comm);
 }
 
 void Aggregator::RecordCall(uint64_t cgroup_id, std::string_view comm, const CallSample& sample) {

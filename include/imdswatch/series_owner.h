@@ -137,6 +137,25 @@ std::vector<LabelGroup<Data>> GroupByLabels(std::mutex& mu, Owners& owners, cons
   return groups;
 }
 
+// The owner of (cgroup id, process name), made if the table has room for it;
+// nullptr when it has not (the caller counts the record as dropped). last is
+// the previous record's owner: most records repeat it, and it saves the hash.
+// owners: map of OwnerKey -> unique_ptr<Owner>, Owner having key.
+template <typename Owner, typename Owners>
+Owner* FindOrMakeOwner(Owners& owners, Owner*& last, size_t max_owners, uint64_t cgroup_id, std::string_view comm) {
+  const OwnerKey key = MakeOwnerKey(cgroup_id, comm);
+  if (last && last->key == key) return last;
+  auto it = owners.find(key);
+  if (it == owners.end()) {
+    if (owners.size() >= max_owners) return nullptr;
+    auto owner = std::make_unique<Owner>();
+    owner->key = key;
+    it = owners.emplace(key, std::move(owner)).first;
+  }
+  last = it->second.get();
+  return last;
+}
+
 // owners: map of key -> unique_ptr<Owner>, Owner having key.cgroup_id,
 // gone_since (optional time) and exported (shared_ptr<const ExportedLabels>).
 // retire(owner) runs under mu for each owner dropped. Asks alive() without
