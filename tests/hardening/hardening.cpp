@@ -13,29 +13,6 @@
 
 namespace imdswatch::testing {
 
-std::string RandomHex(size_t n) {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  static const char* hex = "0123456789abcdef";
-  std::lock_guard<std::mutex> lock(mu);
-  std::string s;
-  for (size_t i = 0; i < n; i++) s += hex[rng() % 16];
-  return s;
-}
-
-std::string RandomUid(const std::string& prefix) {
-  std::string h = RandomHex(32);
-  h.replace(0, std::min(prefix.size(), h.size()), prefix.substr(0, h.size()));
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TempDir::TempDir(const std::string& tag) {
   path_ = "/tmp/imdswatch-hardening-" + tag + "-" + UniquePrefix();
   std::filesystem::remove_all(path_);

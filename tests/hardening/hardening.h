@@ -29,10 +29,6 @@ namespace imdswatch::testing {
     }                                                                                   \
   } while (0)
 
-std::string RandomHex(size_t n);
-// A pod uid (8-4-4-4-12); `prefix` (hex) replaces its first characters.
-std::string RandomUid(const std::string& prefix = "");
-std::string ReadFile(const std::string& path);
 // A fresh directory under /tmp, removed with its content on destruction.
 class TempDir {
  public:

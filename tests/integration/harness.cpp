@@ -13,7 +13,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -310,12 +313,7 @@ Agent::Agent(std::vector<std::string> extra_flags, std::string log_file) : port_
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   std::string body;
   while (HttpGet(Url("/readyz"), &body) != 200) {
-    if (!process_->Running()) {
-      std::ifstream in(log_file_);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      throw std::runtime_error("agent exited: " + ss.str());
-    }
+    if (!process_->Running()) throw std::runtime_error("agent exited: " + ReadFile(log_file_));
     if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("agent not ready in 20 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -350,6 +348,29 @@ std::string KubeletCgroupPath(const std::string& pod_uid, const std::string& con
     if (c == '-') c = '_';
   return "/kubepods.slice/kubepods-" + qos + ".slice/kubepods-" + qos + "-pod" + uid + ".slice/cri-containerd-" +
          container_id + ".scope";
+}
+
+std::string RandomHex(size_t n) {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  static const char* hex = "0123456789abcdef";
+  std::lock_guard<std::mutex> lock(mu);
+  std::string s;
+  for (size_t i = 0; i < n; i++) s += hex[rng() % 16];
+  return s;
+}
+
+std::string RandomUid(const std::string& prefix) {
+  std::string h = RandomHex(32);
+  h.replace(0, std::min(prefix.size(), h.size()), prefix.substr(0, h.size()));
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace imdswatch::testing

@@ -22,6 +22,10 @@ std::string BinaryDir();
 std::string CgroupRoot();  // the v2 mount
 // A prefix unique to this test process, short enough for netns names.
 std::string UniquePrefix();
+std::string RandomHex(size_t n);
+// A pod uid (8-4-4-4-12); `prefix` (hex) replaces its first characters.
+std::string RandomUid(const std::string& prefix = "");
+std::string ReadFile(const std::string& path);
 
 // Skips (or, with CI=true, fails) when the machine cannot run kernel tests.
 // Returns "" when they can run, else why not.

@@ -21,13 +21,6 @@ namespace {
 
 std::string AgentBinary() { return BinaryDir() + "/imdswatch"; }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Programs of ours currently loaded (names start with imds_).
 int LoadedImdsPrograms() {
   std::string out;

@@ -23,26 +23,6 @@ namespace {
 constexpr char kNode[] = "node-a";
 constexpr char kCanary[] = "CANARY0ff1ce5ecret";
 
-std::string RandomHex(size_t n) {
-  static std::mt19937_64 rng(std::random_device{}());
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; i++) s += hex[rng() % 16];
-  return s;
-}
-
-std::string RandomUid() {
-  std::string h = RandomHex(32);
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // A pod known to the API stand-in, with one container's cgroup.
 struct Pod {
   std::string name, ns, uid, container_id, container, workload, ip;
