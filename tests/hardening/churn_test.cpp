@@ -82,8 +82,10 @@ TEST_F(ChurnTest, ShortLivedPodsKeepMemoryFlatAndTheirSeriesExpire) {
       next += count;
     }
     int failed = 0;
+    // A guard against a hang, not a speed target: 9,000 pods took 547 s on
+    // a 2-core CI machine (16 pods/s), and a slower one must still pass.
     for (auto& shell : shells)
-      if (shell->Wait(std::chrono::seconds(600)) != 0) failed++;
+      if (shell->Wait(std::chrono::seconds(1200)) != 0) failed++;
     return failed;
   };
   auto started = std::chrono::steady_clock::now();
