@@ -82,6 +82,36 @@ def spread(v):
     return f"{median(v):.3f} [{lo:.3f}..{hi:.3f}] ({min(v):.3f}..{max(v):.3f})"
 
 
+def stop_process(p):
+    """SIGTERM, then SIGKILL after 10 s."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_healthy(p, port, what, limit_s, hint=""):
+    """Until the agent process p answers /healthz on 127.0.0.1:port; SystemExit if it exits or takes longer."""
+    t0 = time.monotonic()
+    while True:
+        if p.poll() is not None:
+            raise SystemExit(f"{what} exited ({p.returncode}){hint}")
+        with contextlib.suppress(Exception):
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
+                return time.monotonic() - t0
+        if time.monotonic() - t0 > limit_s:
+            raise SystemExit(f"{what} did not become healthy in {limit_s} s")
+        time.sleep(0.2)
+
+
+def set_bpf_stats(on):
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1" if on else "0")
+
+
 class Procs:
     """Processes this run started; stopped (by pid) in reverse order."""
 
@@ -95,13 +125,7 @@ class Procs:
 
     def stop_all(self):
         for name, p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
 
 
 class Controller:
@@ -228,21 +252,12 @@ class Bench:
             raise SystemExit("echo server did not start (see echo.log)")
         self.procs.start("iperf3", ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.ports["iperf"])],
                          stdout=logs["iperf3"], stderr=logs["iperf3"])
-        t0 = time.monotonic()
         self.agent = self.procs.start(
             "agent", [a.agent, "--no-kube", "--endpoint", f"{self.imds_host}:{self.ports['imds']}",
                       "--web.listen-address", f"127.0.0.1:{self.ports['web']}", "--log-level", "warn"],
             stdout=logs["agent"], stderr=logs["agent"])
-        while True:
-            if self.agent.poll() is not None:
-                raise SystemExit(f"the agent exited ({self.agent.returncode}); see {self.out}/agent.log")
-            with contextlib.suppress(Exception):
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.ports['web']}/healthz", timeout=1).status == 200:
-                    break
-            if time.monotonic() - t0 > 90:
-                raise SystemExit("the agent did not become healthy in 90 s")
-            time.sleep(0.2)
-        self.results["agent_startup_s"] = round(time.monotonic() - t0, 2)
+        startup = wait_healthy(self.agent, self.ports["web"], "the agent", 90, f"; see {self.out}/agent.log")
+        self.results["agent_startup_s"] = round(startup, 2)
         while not os.path.exists(ready):
             time.sleep(0.1)
         self.results["imds_endpoint"] = f"{self.imds_host}:{self.ports['imds']}"
@@ -257,8 +272,7 @@ class Bench:
         log(f"controller: {self.results['take']}; agent programs {self.agent_ids}")
 
     def stats_enabled(self, on):
-        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-            f.write("1" if on else "0")
+        set_bpf_stats(on)
 
     # ---- loads ----
 

@@ -24,10 +24,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, PY, Procs, free_port, port_free, prog_stats, run_json  # noqa: E402
+from bench import (REPO, PY, Procs, free_port, port_free, prog_stats, run_json, set_bpf_stats,  # noqa: E402
+                   stop_process, wait_healthy)
 
 
 def agent_prog_ids(pid):
@@ -51,25 +51,8 @@ def start_agent(procs, exe, endpoint, name, log):
     port = free_port()
     p = procs.start(name, [exe, "--no-kube", "--endpoint", endpoint, "--web.listen-address",
                            f"127.0.0.1:{port}", "--log-level", "warn"], stdout=log, stderr=log)
-    t0 = time.monotonic()
-    while True:
-        if p.poll() is not None:
-            raise SystemExit(f"{name} exited ({p.returncode})")
-        with contextlib.suppress(Exception):
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
-                return p
-        if time.monotonic() - t0 > 60:
-            raise SystemExit(f"{name} did not become healthy in 60 s")
-        time.sleep(0.2)
-
-
-def stop(p):
-    p.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        p.wait(10)
-    if p.poll() is None:
-        p.kill()
-        p.wait()
+    wait_healthy(p, port, name, 60)
+    return p
 
 
 def main():
@@ -121,7 +104,7 @@ def main():
 
         sums = {"a": {}, "b": {}}
         with open("/proc/sys/kernel/bpf_stats_enabled") as f:
-            stats_before = f.read().strip()
+            stats_before = f.read().strip() == "1"
         for r in range(args.rounds):
             order = ("a", "b") if r % 2 == 0 else ("b", "a")
             agents = {}
@@ -129,13 +112,11 @@ def main():
                 agents[k] = start_agent(procs, getattr(args, k), endpoint, f"agent_{k}", log)
             ids = {k: agent_prog_ids(p.pid) for k, p in agents.items()}
             load()  # warm-up: both builds' maps and code once
-            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-                f.write("1")
+            set_bpf_stats(True)
             s0 = prog_stats()
             load()
             s1 = prog_stats()
-            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
-                f.write(stats_before)
+            set_bpf_stats(stats_before)
             line = []
             for k in ("a", "b"):
                 for pid, name in ids[k].items():
@@ -149,7 +130,7 @@ def main():
                         line.append(f"{k}:{name} {d_ns / d_cnt:.0f}")
             print(f"round {r + 1} ({order[0]} first): " + ", ".join(line), flush=True)
             for p in agents.values():
-                stop(p)
+                stop_process(p)
         print(f"\nns per run, {args.rounds} rounds summed ({args.load}, count {args.count})")
         print(f"{'program':<24} {'a':>10} {'b':>10} {'b/a':>7} {'runs':>10}")
         for name in sorted(set(sums["a"]) | set(sums["b"])):
