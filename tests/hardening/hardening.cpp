@@ -4,8 +4,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <mutex>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 

@@ -8,7 +8,6 @@
 #include <cstdio>
 
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
