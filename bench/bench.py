@@ -296,8 +296,8 @@ class Bench:
         r = {"iperf_gbps": self.iperf(seconds)}
         r["rr4"] = self.net("rr", "--connect", echo4, "--seconds", seconds / 2)
         r["rr6"] = self.net("rr", "--connect", echo6, "--seconds", seconds / 4)
-        r["connect4"] = self.net("connect", "--connect", echo4, "--count", 5000)
-        r["connect6"] = self.net("connect", "--connect", echo6, "--count", 5000)
+        r["connect4"] = self.net("connect", "--connect", echo4, "--count", self.args.connects)
+        r["connect6"] = self.net("connect", "--connect", echo6, "--count", self.args.connects)
         r["udp_drop"] = self.net("udp-drop", "--connect", f"127.0.0.1:{self.ports['closed']}", "--count", 100000)
         return r
 
@@ -606,6 +606,7 @@ def main():
     ap.add_argument("--parts", default="1b,1a,2,3,4")
     ap.add_argument("--live-seconds", type=float, default=5, help="1a: seconds of iperf3 per order")
     ap.add_argument("--live-requests", type=int, default=600, help="1a: metadata requests")
+    ap.add_argument("--connects", type=int, default=5000, help="1a: connects per family and order")
     ap.add_argument("--repeat", type=int, default=1000000, help="1b: BPF_PROG_TEST_RUN repeat")
     ap.add_argument("--testruns", type=int, default=7, help="1b: test runs per program and packet")
     ap.add_argument("--rounds", type=int, default=16, help="2: alternating rounds")

@@ -1208,3 +1208,27 @@ int imds_kfree_raw(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	return ttl_drop(BPF_CORE_READ(skb, protocol), BPF_CORE_READ(skb, head), BPF_CORE_READ(skb, network_header));
 }
+
+/* ---- start-up ---- */
+
+/* Never attached: the loader runs it (BPF_PROG_TEST_RUN) before attaching
+ * the hooks, to write every page of the ring once. A guest's fresh kernel
+ * pages may be backed by the host only at their first write: here the
+ * first pass over a new ring cost ~1 us more per metadata request, and a
+ * connection slot's first use ~10 us (bench/README.md, 2026-12-03). Each
+ * record fills one page exactly (header + IMDS_PREFAULT_CHUNK), and its
+ * reservation writes the header at the page's start; it is discarded, so
+ * the reader skips it. Stops when the ring is full: the loader consumes
+ * and runs it again until the whole ring was written. */
+SEC("cgroup_skb/egress")
+int imds_prefault_ring(struct __sk_buff *skb)
+{
+	for (__u32 i = 0; i < IMDS_PREFAULT_PAGES_PER_RUN; i++) {
+		void *page = bpf_ringbuf_reserve(&events, IMDS_PREFAULT_CHUNK, 0);
+
+		if (!page)
+			break;
+		bpf_ringbuf_discard(page, BPF_RB_NO_WAKEUP);
+	}
+	return 1;
+}

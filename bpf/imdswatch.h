@@ -19,6 +19,10 @@
 #define IMDS_KNOWN_SLOTS 4096 /* cgroups the agent has placed, direct-mapped */
 #define IMDS_SOCK_SETS 1024   /* metadata connections' state: sets of IMDS_SOCK_WAYS slots */
 #define IMDS_SOCK_WAYS 4
+/* Start-up: the ring is written a page per record (8-byte header + chunk),
+ * at most this many pages per run of imds_prefault_ring. */
+#define IMDS_PREFAULT_CHUNK (4096 - 8)
+#define IMDS_PREFAULT_PAGES_PER_RUN 256
 
 enum imds_event_type {
 	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */

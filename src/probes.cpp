@@ -6,11 +6,13 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "imdswatch.skel.h"
@@ -66,6 +68,63 @@ bool KfreeSkbHasReason() {
   }
   btf__free(vmlinux);
   return has;
+}
+
+// Writes every page the hooks will write, before they are attached. A
+// guest's fresh kernel pages may be backed by the host only at their first
+// write: here a connection slot's first use cost ~10 us in connect4, and
+// the ring's first pass ~1 us a metadata request, for as long as it took
+// the traffic to reach every page (bench/README.md, 2026-12-03). Returns
+// the bytes written, or 0 with *error set.
+size_t PrefaultMaps(imdswatch_bpf* skel, std::string* error) {
+  size_t bytes = 0;
+  const int ncpu = libbpf_num_possible_cpus();
+  for (bpf_map* map : {skel->maps.imds_socks, skel->maps.known_cgroups, skel->maps.scratch, skel->maps.drop_counts}) {
+    size_t value = bpf_map__value_size(map);
+    if (bpf_map__type(map) == BPF_MAP_TYPE_PERCPU_ARRAY) value = (value + 7) / 8 * 8 * std::max(ncpu, 1);
+    const std::vector<char> zeros(value);
+    for (uint32_t key = 0; key < bpf_map__max_entries(map); key++) {
+      if (bpf_map_update_elem(bpf_map__fd(map), &key, zeros.data(), BPF_ANY) != 0) {
+        *error = std::string("writing map ") + bpf_map__name(map) + ": " + Errno(errno);
+        return 0;
+      }
+      bytes += value;
+    }
+  }
+  // The ring: imds_prefault_ring reserves and discards a page per record
+  // until the ring is full; consuming skips the discarded records and
+  // frees it. Done when the producer has passed the ring's end once.
+  const int ring_fd = bpf_map__fd(skel->maps.events);
+  const size_t ring = bpf_map__max_entries(skel->maps.events);
+  const long page = sysconf(_SC_PAGESIZE);
+  void* producer = mmap(nullptr, page, PROT_READ, MAP_SHARED, ring_fd, page);
+  ring_buffer* reader = ring_buffer__new(ring_fd, [](void*, void*, size_t) { return 0; }, nullptr, nullptr);
+  if (producer == MAP_FAILED || !reader) {
+    *error = "mapping the ring buffer: " + Errno(errno);
+    if (producer != MAP_FAILED) munmap(producer, page);
+    ring_buffer__free(reader);
+    return 0;
+  }
+  char packet[64] = {};
+  LIBBPF_OPTS(bpf_test_run_opts, run, .data_in = packet, .data_size_in = sizeof(packet), .repeat = 1);
+  const auto* producer_pos = static_cast<const volatile uint64_t*>(producer);
+  const int prog_fd = bpf_program__fd(skel->progs.imds_prefault_ring);
+  // each run writes IMDS_PREFAULT_PAGES_PER_RUN pages, or all but one of a smaller ring
+  for (size_t runs = ring / 4096 + 2; *producer_pos < ring && runs > 0; runs--) {
+    if (bpf_prog_test_run_opts(prog_fd, &run) != 0) {
+      *error = "running imds_prefault_ring: " + Errno(errno);
+      break;
+    }
+    ring_buffer__consume(reader);
+  }
+  const uint64_t written = *producer_pos;
+  ring_buffer__free(reader);
+  munmap(producer, page);
+  if (written < ring) {
+    if (error->empty()) *error = "the ring was written only to " + std::to_string(written) + " bytes";
+    return 0;
+  }
+  return bytes + ring;
 }
 
 }  // namespace
@@ -135,8 +194,8 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   uint32_t ring = 4096;
   while (ring < options.ringbuf_bytes) ring <<= 1;
   bpf_map__set_max_entries(probes->skel_->maps.events, ring);
-  // continuations run only as tail calls: loaded, never attached
-  for (bpf_program* step : {progs->imds_egress_more, progs->imds_ingress_more})
+  // continuations run only as tail calls, the ring's prefault only at start: loaded, never attached
+  for (bpf_program* step : {progs->imds_egress_more, progs->imds_ingress_more, progs->imds_prefault_ring})
     bpf_program__set_autoattach(step, false);
   // batched: the reader is woken early only when a quarter of the ring waits
   rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
@@ -161,6 +220,16 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
       return nullptr;
     }
   }
+  // an optimisation only: without it the first calls pay the first writes
+  std::string prefault_error;
+  const auto prefault_start = std::chrono::steady_clock::now();
+  probes->prefaulted_bytes_ = PrefaultMaps(probes->skel_, &prefault_error);
+  const auto prefault_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - prefault_start);
+  if (probes->prefaulted_bytes_)
+    spdlog::info("wrote {} KiB of map memory ahead of the hooks in {:.1f} ms", probes->prefaulted_bytes_ / 1024,
+                 prefault_ms.count());
+  else
+    spdlog::warn("maps not written ahead ({}): the first metadata calls will cost more", prefault_error);
   probes->cgroup_fd_ = open(options.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (probes->cgroup_fd_ < 0) {
     *error = "opening cgroup root " + options.cgroup_root + ": " + Errno(errno);

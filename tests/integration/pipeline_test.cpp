@@ -12,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "imdswatch.h"
 #include "integration/harness.h"
 
 namespace imdswatch::testing {
@@ -654,6 +655,22 @@ TEST_F(PipelineTest, SelfHealthIsExported) {
   std::string body;
   EXPECT_EQ(HttpGet(agent_->Url("/healthz"), &body), 200);
   EXPECT_NE(body.find("6 programs attached"), std::string::npos) << body;
+}
+
+// Every page the hooks write (the connection table, the ring, ...) was
+// written at load, so no metadata call pays a page's first write.
+TEST_F(PipelineTest, MapsAreWrittenAheadOfTheHooks) {
+  const std::string log = ReadFile(agent_->log_file());
+  EXPECT_EQ(log.find("not written ahead"), std::string::npos) << log;
+  const std::string marker = "wrote ";
+  const size_t at = log.find(marker);
+  ASSERT_NE(at, std::string::npos) << log;
+  const size_t kib = std::stoul(log.substr(at + marker.size()));
+  // the ring (1 MiB by default) and the connection table at the least (a
+  // slot holds two parsers' state: over 256 bytes)
+  const size_t table_kib = IMDS_SOCK_SETS * IMDS_SOCK_WAYS * 256 / 1024;
+  EXPECT_GE(kib, 1024 + table_kib) << log.substr(at, 120);
+  EXPECT_NE(log.find("KiB of map memory ahead of the hooks", at), std::string::npos);
 }
 
 }  // namespace
