@@ -223,11 +223,10 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   // an optimisation only: without it the first calls pay the first writes
   std::string prefault_error;
   const auto prefault_start = std::chrono::steady_clock::now();
-  probes->prefaulted_bytes_ = PrefaultMaps(probes->skel_, &prefault_error);
+  const size_t prefaulted = PrefaultMaps(probes->skel_, &prefault_error);
   const auto prefault_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - prefault_start);
-  if (probes->prefaulted_bytes_)
-    spdlog::info("wrote {} KiB of map memory ahead of the hooks in {:.1f} ms", probes->prefaulted_bytes_ / 1024,
-                 prefault_ms.count());
+  if (prefaulted)
+    spdlog::info("wrote {} KiB of map memory ahead of the hooks in {:.1f} ms", prefaulted / 1024, prefault_ms.count());
   else
     spdlog::warn("maps not written ahead ({}): the first metadata calls will cost more", prefault_error);
   probes->cgroup_fd_ = open(options.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

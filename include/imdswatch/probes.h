@@ -4,7 +4,6 @@
 #pragma once
 
 #include <array>
-#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -52,14 +51,11 @@ class Probes {
   std::array<uint64_t, IMDS_DROP__COUNT> DropCounts() const;
   // "hook:program" of each attached program, for /healthz.
   const std::vector<std::string>& attached() const { return attached_; }
-  // Bytes of map memory written at load, before attaching (0: not done).
-  size_t prefaulted_bytes() const { return prefaulted_bytes_; }
 
  private:
   Probes() = default;
   imdswatch_bpf* skel_ = nullptr;
   int cgroup_fd_ = -1;
-  size_t prefaulted_bytes_ = 0;
   std::vector<::bpf_link*> links_;
   std::vector<std::string> attached_;
 };
