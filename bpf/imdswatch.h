@@ -21,7 +21,8 @@
 #define IMDS_SOCK_WAYS 4
 /* Start-up: the ring is written a page per record (8-byte header + chunk),
  * at most this many pages per run of imds_prefault_ring. */
-#define IMDS_PREFAULT_CHUNK (4096 - 8)
+#define IMDS_PREFAULT_RECORD 4096
+#define IMDS_PREFAULT_CHUNK (IMDS_PREFAULT_RECORD - 8)
 #define IMDS_PREFAULT_PAGES_PER_RUN 256
 
 enum imds_event_type {

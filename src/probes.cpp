@@ -110,7 +110,7 @@ size_t PrefaultMaps(imdswatch_bpf* skel, std::string* error) {
   const auto* producer_pos = static_cast<const volatile uint64_t*>(producer);
   const int prog_fd = bpf_program__fd(skel->progs.imds_prefault_ring);
   // each run writes IMDS_PREFAULT_PAGES_PER_RUN pages, or all but one of a smaller ring
-  for (size_t runs = ring / 4096 + 2; *producer_pos < ring && runs > 0; runs--) {
+  for (size_t runs = ring / IMDS_PREFAULT_RECORD + 2; *producer_pos < ring && runs > 0; runs--) {
     if (bpf_prog_test_run_opts(prog_fd, &run) != 0) {
       *error = "running imds_prefault_ring: " + Errno(errno);
       break;
