@@ -6,10 +6,12 @@
  *   sockops             handshake, retransmits, RTOs and close, marked sockets only
  *   cgroup_skb egress   request heads; ingress: status lines, lengths, expiry
  *   tp_btf/kfree_skb    (raw_tp before 5.17) metadata replies dying in forwarding
- * Other traffic pays a port compare, with an immediate when every endpoint is on
- * port 80 (the loader then picks the programs without the _any suffix); on a
- * watched port, the address's bit, an immediate too, then the exact address
- * compare; only a metadata peer's socket is looked up. */
+ * Each hook's attached program is a filter (the end of this file): other
+ * traffic pays a port compare, with an immediate when every endpoint is on
+ * port 80 (the loader then picks the filters without the _any suffix), and on
+ * a watched port the address's bit, an immediate too. What passes goes by a
+ * tail call to the hook's work (*_work): the exact address compare, and only
+ * for a metadata peer the socket's slot. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -222,6 +224,22 @@ struct {
 	__type(value, __u32);
 } next_ingress_window SEC(".maps");
 
+/* The work behind each attached filter, one program each (key 0), filled
+ * by the loader: the filters below tail-call it for a candidate. */
+#define WORK_SLOT(name)                                 \
+	struct {                                        \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);  \
+		__uint(max_entries, 1);                 \
+		__type(key, __u32);                     \
+		__type(value, __u32);                   \
+	} name SEC(".maps")
+
+WORK_SLOT(connect4_work);
+WORK_SLOT(connect6_work);
+WORK_SLOT(sockops_work);
+WORK_SLOT(egress_work);
+WORK_SLOT(ingress_work);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, IMDS_DROP__COUNT);
@@ -229,12 +247,17 @@ struct {
 	__type(value, __u64);
 } drop_counts SEC(".maps");
 
-static __noinline void count_drop(__u32 reason)
+static __always_inline void count_drop_inline(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&drop_counts, &reason);
 
 	if (n)
 		*n += 1;
+}
+
+static __noinline void count_drop(__u32 reason)
+{
+	count_drop_inline(reason);
 }
 
 static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds_sock *s, __u8 type, __u64 now)
@@ -590,66 +613,26 @@ static __always_inline void load_ip6(struct bpf_sock_addr *ctx, __u32 *addr)
 	addr[3] = ctx->user_ip6[3];
 }
 
-/* Every endpoint on port 80: a connect elsewhere returns after one load and
- * a compare with an immediate; the address decides on port 80. */
+/* The connect work behind the filters (imds_connect4/6 below): the exact
+ * endpoint test, then the socket's slot and its record. A v4-mapped
+ * address (::ffff:a.b.c.d) on a dual-stack socket is the v4 endpoint. */
 SEC("cgroup/connect4")
-int imds_connect4(struct bpf_sock_addr *ctx)
+int imds_connect4_work(struct bpf_sock_addr *ctx)
 {
-	__u32 addr[4] = {};
-
-	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM)
-		return 1;
-	addr[0] = ctx->user_ip4;
-	if (v4_listed(addr[0]))
-		track_socket(ctx, AF_INET, addr, PORT80_BE);
-	return 1;
-}
-
-SEC("cgroup/connect6")
-int imds_connect6(struct bpf_sock_addr *ctx)
-{
-	__u32 addr[4];
-
-	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM)
-		return 1;
-	load_ip6(ctx, addr);
-	/* a v4-mapped address (::ffff:a.b.c.d) on a dual-stack socket */
-	if (v4_mapped(addr)) {
-		__u32 v4[4] = {addr[3], 0, 0, 0};
-
-		if (v4_listed(v4[0]))
-			track_socket(ctx, AF_INET, v4, PORT80_BE);
-		return 1;
-	}
-	if (v6_listed(addr))
-		track_socket(ctx, AF_INET6, addr, PORT80_BE);
-	return 1;
-}
-
-/* Any ports: the port against the distinct watched ports first, then the
- * socket type, then the exact endpoint test. */
-SEC("cgroup/connect4")
-int imds_connect4_any(struct bpf_sock_addr *ctx)
-{
-	__u32 addr[4] = {};
+	__u32 addr[4] = {ctx->user_ip4, 0, 0, 0};
 	__u16 port = ctx->user_port;
 
-	if (!port_listed(port) || ctx->type != SOCK_STREAM)
-		return 1;
-	addr[0] = ctx->user_ip4;
 	if (endpoint_match(AF_INET, addr, port))
 		track_socket(ctx, AF_INET, addr, port);
 	return 1;
 }
 
 SEC("cgroup/connect6")
-int imds_connect6_any(struct bpf_sock_addr *ctx)
+int imds_connect6_work(struct bpf_sock_addr *ctx)
 {
-	__u32 addr[4];
 	__u16 port = ctx->user_port;
+	__u32 addr[4];
 
-	if (!port_listed(port) || ctx->type != SOCK_STREAM)
-		return 1;
 	load_ip6(ctx, addr);
 	if (v4_mapped(addr)) {
 		__u32 v4[4] = {addr[3], 0, 0, 0};
@@ -665,15 +648,6 @@ int imds_connect6_any(struct bpf_sock_addr *ctx)
 
 /* ---- connection life (sockops) ---- */
 
-static __always_inline struct imds_sock *sockops_state(struct bpf_sock_ops *ops)
-{
-	/* an active open's callbacks fire for every connection of the node:
-	 * one that is not to a watched port stops before any helper call */
-	if (!port_listed(SKB_PORT_BE16(ops->remote_port)))
-		return NULL;
-	return sock_find(bpf_get_socket_cookie(ops));
-}
-
 /* The first step out of SYN_SENT or ESTABLISHED ends the exchange. */
 static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
 {
@@ -681,25 +655,16 @@ static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
 	       (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT);
 }
 
+/* The callbacks that imds_sockops (below) let through: a connection to a
+ * watched port and maybe address, a marked socket or not. */
 SEC("sockops")
-int imds_sockops(struct bpf_sock_ops *ops)
+int imds_sockops_work(struct bpf_sock_ops *ops)
 {
-	struct imds_sock *s;
-	__u32 op = ops->op;
+	struct imds_sock *s = sock_find(bpf_get_socket_cookie(ops));
 
-	/* every other callback of every other socket stops here */
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_RTO_CB)
-		return 1;
-	/* of the state changes only the end of the exchange needs the socket
-	 * (ACTIVE_ESTABLISHED_CB reports the other one, SYN_SENT -> ESTABLISHED) */
-	if (op == BPF_SOCK_OPS_STATE_CB && !ends_exchange(ops->args[0], ops->args[1]))
-		return 1;
-	s = sockops_state(ops);
 	if (!s)
 		return 1;
-
-	switch (op) {
+	switch (ops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG |
 						       BPF_SOCK_OPS_RTO_CB_FLAG);
@@ -763,6 +728,12 @@ static __always_inline __u64 watched_addr_bits(void)
 	return bits;
 }
 
+/* Is the bit of this folded address (imds_addr_bit) a watched one's? */
+static __always_inline bool addr_bit_set(__u32 folded)
+{
+	return (watched_addr_bits() >> imds_addr_bit(folded)) & 1;
+}
+
 /* The first test of a peer on a watched port: its address's bit, no loop
  * and no memory read; skb_addr_listed decides for the few that pass. */
 static __always_inline bool skb_addr_maybe(struct __sk_buff *skb)
@@ -777,7 +748,7 @@ static __always_inline bool skb_addr_maybe(struct __sk_buff *skb)
 			 *(volatile __u32 *)&skb->remote_ip6[2] ^ *(volatile __u32 *)&skb->remote_ip6[3];
 	else
 		return false;
-	return (watched_addr_bits() >> imds_addr_bit(folded)) & 1;
+	return addr_bit_set(folded);
 }
 
 struct tcp_seg {
@@ -1025,55 +996,22 @@ __noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot, __u64 
 	return 0;
 }
 
-/* A candidate's segment, as global functions: the attached programs are
- * then the first tests and their exit only, the few code lines that other
- * traffic crosses (inlined, the exit sat past the parse, 0.7 KiB further). */
-__noinline int imds_egress_segment(struct __sk_buff *skb)
+/* A segment on a watched port from a maybe-watched address (the filters,
+ * imds_egress/imds_ingress below, let it through): the exact test, then
+ * the parse. */
+SEC("cgroup_skb/egress")
+int imds_egress_work(struct __sk_buff *skb)
 {
 	if (skb_addr_listed(skb))
 		parse_segment(skb, 0);
-	return 0;
+	return 1;
 }
 
-__noinline int imds_ingress_segment(struct __sk_buff *skb)
+SEC("cgroup_skb/ingress")
+int imds_ingress_work(struct __sk_buff *skb)
 {
 	if (skb_addr_listed(skb))
 		parse_segment(skb, 1);
-	return 0;
-}
-
-/* Every endpoint on port 80: one compare with an immediate for other
- * traffic; most other hosts' port 80 stops at the address bit. */
-SEC("cgroup_skb/egress")
-int imds_egress(struct __sk_buff *skb)
-{
-	if (skb->remote_port == SKB_PORT(PORT80_BE) && skb_addr_maybe(skb))
-		imds_egress_segment(skb);
-	return 1;
-}
-
-SEC("cgroup_skb/ingress")
-int imds_ingress(struct __sk_buff *skb)
-{
-	if (skb->remote_port == SKB_PORT(PORT80_BE) && skb_addr_maybe(skb))
-		imds_ingress_segment(skb);
-	return 1;
-}
-
-/* The same where some endpoint is on another port. */
-SEC("cgroup_skb/egress")
-int imds_egress_any(struct __sk_buff *skb)
-{
-	if (port_listed(SKB_PORT_BE16(skb->remote_port)) && skb_addr_maybe(skb))
-		imds_egress_segment(skb);
-	return 1;
-}
-
-SEC("cgroup_skb/ingress")
-int imds_ingress_any(struct __sk_buff *skb)
-{
-	if (port_listed(SKB_PORT_BE16(skb->remote_port)) && skb_addr_maybe(skb))
-		imds_ingress_segment(skb);
 	return 1;
 }
 
@@ -1231,4 +1169,131 @@ int imds_prefault_ring(struct __sk_buff *skb)
 		bpf_ringbuf_discard(page, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
+}
+
+/* ---- the attached programs: filters in front of the work ---- */
+
+/* Everything the node does runs these, so they are only the tests that
+ * turn other traffic away and a tail call (a patched direct jump) into the
+ * work for the rest. No subprogram: the loader JITs the five it attaches
+ * first and together (src/probes.cpp), so their code shares a page. A page
+ * of code not yet touched since the kernel was entered costs a TLB walk,
+ * ~20 ns a run on this guest: it was 1.4-1.8x of an empty program on ingress
+ * and sockops, whose code sat on pages of their own (bench/README.md,
+ * 2026-12-03, afternoon). No map memory either: the port and the
+ * address's bit are immediates where every endpoint is on port 80. */
+static __always_inline int to_work(void *ctx, void *work)
+{
+	bpf_tail_call(ctx, work, 0);
+	count_drop_inline(IMDS_DROP_TAIL_CALL); /* only reached when the call failed */
+	return 1;
+}
+
+static __always_inline __u32 fold_ip6(const __u32 *a)
+{
+	return a[0] ^ a[1] ^ a[2] ^ a[3];
+}
+
+/* Every endpoint on port 80: a connect elsewhere returns after one load and
+ * a compare with an immediate; on port 80, the address's bit decides. */
+SEC("cgroup/connect4")
+int imds_connect4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM || !addr_bit_set(ctx->user_ip4))
+		return 1;
+	return to_work(ctx, &connect4_work);
+}
+
+SEC("cgroup/connect6")
+int imds_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+
+	if (ctx->user_port != PORT80_BE || ctx->type != SOCK_STREAM)
+		return 1;
+	load_ip6(ctx, addr);
+	if (!addr_bit_set(fold_ip6(addr))) /* a v4-mapped address's fold is listed too */
+		return 1;
+	return to_work(ctx, &connect6_work);
+}
+
+/* Any ports: the port against the distinct watched ports first. */
+SEC("cgroup/connect4")
+int imds_connect4_any(struct bpf_sock_addr *ctx)
+{
+	if (!port_listed(ctx->user_port) || ctx->type != SOCK_STREAM || !addr_bit_set(ctx->user_ip4))
+		return 1;
+	return to_work(ctx, &connect4_work);
+}
+
+SEC("cgroup/connect6")
+int imds_connect6_any(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+
+	if (!port_listed(ctx->user_port) || ctx->type != SOCK_STREAM)
+		return 1;
+	load_ip6(ctx, addr);
+	if (!addr_bit_set(fold_ip6(addr)))
+		return 1;
+	return to_work(ctx, &connect6_work);
+}
+
+/* An active open's callbacks fire for every connection of the node. */
+SEC("sockops")
+int imds_sockops(struct bpf_sock_ops *ops)
+{
+	__u32 op = ops->op, folded;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_RTO_CB)
+		return 1;
+	/* of the state changes only the end of the exchange needs the socket
+	 * (ACTIVE_ESTABLISHED_CB reports the other one, SYN_SENT -> ESTABLISHED) */
+	if (op == BPF_SOCK_OPS_STATE_CB && !ends_exchange(ops->args[0], ops->args[1]))
+		return 1;
+	if (!port_listed(SKB_PORT_BE16(ops->remote_port)))
+		return 1;
+	if (ops->family == AF_INET)
+		folded = ops->remote_ip4;
+	else
+		folded = ops->remote_ip6[0] ^ ops->remote_ip6[1] ^ ops->remote_ip6[2] ^ ops->remote_ip6[3];
+	if (!addr_bit_set(folded))
+		return 1;
+	return to_work(ops, &sockops_work);
+}
+
+/* Every endpoint on port 80: one compare with an immediate for other
+ * traffic; most other hosts' port 80 stops at the address bit. */
+SEC("cgroup_skb/egress")
+int imds_egress(struct __sk_buff *skb)
+{
+	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb))
+		return 1;
+	return to_work(skb, &egress_work);
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress(struct __sk_buff *skb)
+{
+	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb))
+		return 1;
+	return to_work(skb, &ingress_work);
+}
+
+/* The same where some endpoint is on another port. */
+SEC("cgroup_skb/egress")
+int imds_egress_any(struct __sk_buff *skb)
+{
+	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb))
+		return 1;
+	return to_work(skb, &egress_work);
+}
+
+SEC("cgroup_skb/ingress")
+int imds_ingress_any(struct __sk_buff *skb)
+{
+	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb))
+		return 1;
+	return to_work(skb, &ingress_work);
 }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 
 #include "imdswatch.skel.h"
@@ -127,21 +128,9 @@ size_t PrefaultMaps(imdswatch_bpf* skel, std::string* error) {
   return bytes + ring;
 }
 
-}  // namespace
-
-std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* error) {
-  libbpf_set_print(LibbpfLog);
-  if (options.endpoints.empty() || options.endpoints.size() > IMDS_MAX_ENDPOINTS) {
-    *error = "between 1 and " + std::to_string(IMDS_MAX_ENDPOINTS) + " endpoints can be watched";
-    return nullptr;
-  }
-  std::unique_ptr<Probes> probes(new Probes());
-  probes->skel_ = imdswatch_bpf::open();
-  if (!probes->skel_) {
-    *error = "opening the BPF object failed: " + Errno(errno);
-    return nullptr;
-  }
-  auto* rodata = probes->skel_->rodata;
+// The rodata both instances of the object share, and the ring's size.
+void Configure(imdswatch_bpf* skel, const ProbeOptions& options, uint32_t ring) {
+  auto* rodata = skel->rodata;
   for (size_t i = 0; i < options.endpoints.size(); i++) {
     const Endpoint& ep = options.endpoints[i];
     auto& slot = rodata->endpoints[i];
@@ -151,72 +140,209 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   }
   rodata->nr_endpoints = static_cast<__u32>(options.endpoints.size());
   FillFilter(options.endpoints, const_cast<imds_filter*>(&rodata->filter));
+  // batched: the reader is woken early only when a quarter of the ring waits
+  rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
+  bpf_map__set_max_entries(skel->maps.events, ring);
+}
 
-  // Hook selection (docs/design.md): one program per hook is loaded.
-  // Every endpoint on port 80 (the defaults, ECS, EKS Pod Identity): the
-  // programs whose other-traffic exit compares the port with an immediate;
-  // otherwise the *_any ones, which compare it with the watched ports.
-  auto* progs = &probes->skel_->progs;
-  const bool port80 = std::all_of(options.endpoints.begin(), options.endpoints.end(),
-                                  [](const Endpoint& ep) { return ep.port == 80; });
-  bpf_program* connect4 = port80 ? progs->imds_connect4 : progs->imds_connect4_any;
-  bpf_program* connect6 = port80 ? progs->imds_connect6 : progs->imds_connect6_any;
-  bpf_program* egress = port80 ? progs->imds_egress : progs->imds_egress_any;
-  bpf_program* ingress = port80 ? progs->imds_ingress : progs->imds_ingress_any;
-  for (bpf_program* unused : {port80 ? progs->imds_connect4_any : progs->imds_connect4,
-                              port80 ? progs->imds_connect6_any : progs->imds_connect6,
-                              port80 ? progs->imds_egress_any : progs->imds_egress,
-                              port80 ? progs->imds_ingress_any : progs->imds_ingress})
-    bpf_program__set_autoload(unused, false);
-  // The watched addresses' bits, an immediate in the per-packet programs'
-  // code (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c).
+// The attached filters, one per hook (imdswatch.bpf.c, "the attached
+// programs"). Every endpoint on port 80 (the defaults, ECS, EKS Pod
+// Identity): the ones whose other-traffic exit compares the port with an
+// immediate; otherwise the *_any ones, which compare it with the watched ports.
+struct Filters {
+  bpf_program* connect4;
+  bpf_program* connect6;
+  bpf_program* sockops;
+  bpf_program* egress;
+  bpf_program* ingress;
+};
+
+Filters PickFilters(imdswatch_bpf* skel, bool port80) {
+  auto& p = skel->progs;
+  return {port80 ? p.imds_connect4 : p.imds_connect4_any, port80 ? p.imds_connect6 : p.imds_connect6_any,
+          p.imds_sockops, port80 ? p.imds_egress : p.imds_egress_any, port80 ? p.imds_ingress : p.imds_ingress_any};
+}
+
+bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {
+  for (bool port80 : {true, false}) {
+    const Filters f = PickFilters(skel, port80);
+    for (const bpf_program* filter : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress})
+      if (prog == filter) return true;
+  }
+  return false;
+}
+
+// How many pages of code the attached filters' JIT images touch: 1 when
+// they were placed together (the kernel packs images first-fit, so a free
+// gap left by another program may take one of them).
+int FilterCodePages(const Filters& f) {
+  std::vector<uint64_t> pages;
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  for (const bpf_program* prog : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress}) {
+    uint64_t addr = 0;
+    uint32_t lens = 0;
+    bpf_prog_info info = {};
+    uint32_t len = sizeof(info);
+    info.nr_jited_ksyms = 1;
+    info.jited_ksyms = reinterpret_cast<uintptr_t>(&addr);
+    info.nr_jited_func_lens = 1;
+    info.jited_func_lens = reinterpret_cast<uintptr_t>(&lens);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0 || addr == 0) return -1;
+    for (uint64_t p = addr / page; p <= (addr + std::max(lens, 1u) - 1) / page; p++)
+      if (std::find(pages.begin(), pages.end(), p) == pages.end()) pages.push_back(p);
+  }
+  return static_cast<int>(pages.size());
+}
+
+
+std::string LoadError(int err) {
+  return "loading BPF programs failed: " + Errno(err) +
+         (err == -EPERM ? " (missing privileges: CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are needed)" : "");
+}
+
+imdswatch_bpf* OpenConfigured(const ProbeOptions& options, uint32_t ring, std::string* error) {
+  imdswatch_bpf* skel = imdswatch_bpf::open();
+  if (!skel) {
+    *error = "opening the BPF object failed: " + Errno(errno);
+    return nullptr;
+  }
+  Configure(skel, options, ring);
+  return skel;
+}
+
+// Points `to`'s maps at `from`'s (but for each object's own rodata).
+int ReuseMaps(imdswatch_bpf* from, imdswatch_bpf* to) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, to->obj) {
+    if (bpf_map__is_internal(map)) continue;
+    const int err = bpf_map__reuse_fd(map, bpf_object__find_map_fd_by_name(from->obj, bpf_map__name(map)));
+    if (err) return err;
+  }
+  return 0;
+}
+
+// One instance of the object with only the five filters to load, the
+// watched addresses' bits written into their code as an immediate
+// (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c).
+imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, bool port80, std::string* error) {
+  imdswatch_bpf* skel = OpenConfigured(options, ring, error);
+  if (!skel) return nullptr;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);
   const uint64_t addr_bits = WatchedAddrBits(options.endpoints);
-  for (bpf_program* prog : {egress, ingress}) {
-    const bpf_insn* code = bpf_program__insns(prog);
-    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+  const Filters f = PickFilters(skel, port80);
+  for (bpf_program* filter : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress}) {
+    bpf_program__set_autoload(filter, true);
+    const bpf_insn* code = bpf_program__insns(filter);
+    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(filter));
     // every copy (a compiler may duplicate the block that holds it)
     if (WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, addr_bits) < 1 ||
-        bpf_program__set_insns(prog, insns.data(), insns.size()) != 0) {
-      *error = std::string("writing the watched addresses into ") + bpf_program__name(prog) +
+        bpf_program__set_insns(filter, insns.data(), insns.size()) != 0) {
+      *error = std::string("writing the watched addresses into ") + bpf_program__name(filter) +
                ": the placeholder is not there (a build of the BPF object that does not match this loader?)";
+      imdswatch_bpf::destroy(skel);
       return nullptr;
     }
   }
-  // kfree_skb: tp_btf where the tracepoint passes the drop reason (5.17+),
-  // which filters every other drop first; raw_tp before. Neither when the
-  // forwarding path is not watched.
+  return skel;
+}
+
+// The filters, loaded, with every map. Where their code straddles a page
+// (first-fit placement put them at the end of one), each copy is kept while
+// another is loaded, which the kernel must place after it; the copy on the
+// fewest pages stays, the others are freed.
+imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, bool port80, std::string* error) {
+  constexpr int kTries = 3;
+  std::vector<std::pair<int, imdswatch_bpf*>> copies;  // pages, copy
+  while (copies.size() < kTries && (copies.empty() || copies.back().first != 1)) {
+    std::string copy_error;
+    imdswatch_bpf* skel = OpenFilters(options, ring, port80, &copy_error);
+    int err = !skel ? -ENOENT : copies.empty() ? 0 : ReuseMaps(copies.front().second, skel);
+    if (!err) err = imdswatch_bpf::load(skel);
+    if (err) {
+      if (skel) imdswatch_bpf::destroy(skel);
+      if (copies.empty()) *error = skel ? LoadError(err) : copy_error;
+      break;  // another copy only helps the placement: keep the first
+    }
+    const int pages = FilterCodePages(PickFilters(skel, port80));
+    copies.emplace_back(pages > 0 ? pages : INT_MAX, skel);
+  }
+  if (copies.empty()) return nullptr;
+  // the first of the fewest pages; every copy shares the first's maps
+  auto best = std::min_element(copies.begin(), copies.end(),
+                               [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& copy : copies)
+    if (copy.second != best->second) imdswatch_bpf::destroy(copy.second);
+  if (best->first == INT_MAX)
+    spdlog::info("the attached filters' code placement is unknown (no JIT addresses)");
+  else
+    spdlog::info("the attached filters' code is on {} page(s) (copy {} of {})", best->first,
+                 best - copies.begin() + 1, copies.size());
+  return best->second;
+}
+
+}  // namespace
+
+std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* error) {
+  libbpf_set_print(LibbpfLog);
+  if (options.endpoints.empty() || options.endpoints.size() > IMDS_MAX_ENDPOINTS) {
+    *error = "between 1 and " + std::to_string(IMDS_MAX_ENDPOINTS) + " endpoints can be watched";
+    return nullptr;
+  }
+  // The object is loaded twice: the filters alone first, so the kernel
+  // places their code together, then the work behind them, which shares
+  // the filters' maps.
+  std::unique_ptr<Probes> probes(new Probes());
+  // a ring buffer must be a power of two pages
+  uint32_t ring = 4096;
+  while (ring < options.ringbuf_bytes) ring <<= 1;
+  const bool port80 = std::all_of(options.endpoints.begin(), options.endpoints.end(),
+                                  [](const Endpoint& ep) { return ep.port == 80; });
+  probes->filters_ = LoadFilters(options, ring, port80, error);
+  if (!probes->filters_) return nullptr;
+  const Filters filters = PickFilters(probes->filters_, port80);
+  probes->skel_ = OpenConfigured(options, ring, error);
+  if (!probes->skel_) return nullptr;
+  // The work: everything but the filters, loaded, never attached (tail-call
+  // targets), but for kfree_skb: tp_btf where the tracepoint passes the
+  // drop reason (5.17+), which filters every other drop first; raw_tp
+  // before. Neither when the forwarding path is not watched.
+  auto* progs = &probes->skel_->progs;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, probes->skel_->obj) {
+    bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
+    bpf_program__set_autoattach(prog, false);
+  }
   const bool tp_btf = options.watch_forwarding && KfreeSkbHasReason();
   bpf_program* kfree = tp_btf ? progs->imds_kfree_skb : progs->imds_kfree_raw;
   const char* kfree_hook = tp_btf ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
   bpf_program__set_autoload(tp_btf ? progs->imds_kfree_raw : progs->imds_kfree_skb, false);
   if (!options.watch_forwarding) bpf_program__set_autoload(kfree, false);
-  // a ring buffer must be a power of two pages
-  uint32_t ring = 4096;
-  while (ring < options.ringbuf_bytes) ring <<= 1;
-  bpf_map__set_max_entries(probes->skel_->maps.events, ring);
-  // continuations run only as tail calls, the ring's prefault only at start: loaded, never attached
-  for (bpf_program* step : {progs->imds_egress_more, progs->imds_ingress_more, progs->imds_prefault_ring})
-    bpf_program__set_autoattach(step, false);
-  // batched: the reader is woken early only when a quarter of the ring waits
-  rodata->wakeup_bytes = options.delivery == Delivery::kPerRecord ? 0 : ring / 4;
-
-  int err = imdswatch_bpf::load(probes->skel_);
+  int err = ReuseMaps(probes->filters_, probes->skel_);
+  if (!err) err = imdswatch_bpf::load(probes->skel_);
   if (err) {
-    *error = "loading BPF programs failed: " + Errno(err) +
-             (err == -EPERM ? " (missing privileges: CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN are needed)" : "");
+    *error = LoadError(err);
     return nullptr;
   }
-  // key 0 (IMDS_STEP_NEXT in imdswatch.bpf.c): a segment's next window
+  // key 0: each filter's work (WORK_SLOT), a segment's next window (IMDS_STEP_NEXT)
+  auto* maps = &probes->skel_->maps;
   const struct {
     bpf_map* slot;
-    uint32_t key;
     bpf_program* prog;
-  } continuations[] = {{probes->skel_->maps.next_egress_window, 0, progs->imds_egress_more},
-                       {probes->skel_->maps.next_ingress_window, 0, progs->imds_ingress_more}};
-  for (const auto& c : continuations) {
-    const int prog_fd = bpf_program__fd(c.prog);
-    if (bpf_map_update_elem(bpf_map__fd(c.slot), &c.key, &prog_fd, BPF_ANY) != 0) {
-      *error = "filling the next_window program array: " + Errno(errno);
+  } tail_calls[] = {
+      {maps->connect4_work, progs->imds_connect4_work},
+      {maps->connect6_work, progs->imds_connect6_work},
+      {maps->sockops_work, progs->imds_sockops_work},
+      {maps->egress_work, progs->imds_egress_work},
+      {maps->ingress_work, progs->imds_ingress_work},
+      {maps->next_egress_window, progs->imds_egress_more},
+      {maps->next_ingress_window, progs->imds_ingress_more},
+  };
+  for (const auto& call : tail_calls) {
+    const uint32_t key = 0;
+    const int prog_fd = bpf_program__fd(call.prog);
+    if (bpf_map_update_elem(bpf_map__fd(call.slot), &key, &prog_fd, BPF_ANY) != 0) {
+      *error = std::string("filling the program array ") + bpf_map__name(call.slot) + ": " + Errno(errno);
       return nullptr;
     }
   }
@@ -242,11 +368,11 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bool cgroup;
     bool required;
   } table[] = {
-      {connect4, "cgroup/connect4", true, true},
-      {connect6, "cgroup/connect6", true, true},
-      {progs->imds_sockops, "sockops", true, true},
-      {egress, "cgroup_skb/egress", true, true},
-      {ingress, "cgroup_skb/ingress", true, true},
+      {filters.connect4, "cgroup/connect4", true, true},
+      {filters.connect6, "cgroup/connect6", true, true},
+      {filters.sockops, "sockops", true, true},
+      {filters.egress, "cgroup_skb/egress", true, true},
+      {filters.ingress, "cgroup_skb/ingress", true, true},
       {kfree, kfree_hook, false, false},
   };
   for (const auto& entry : table) {
@@ -277,6 +403,7 @@ void Probes::Detach() {
 Probes::~Probes() {
   Detach();
   if (skel_) imdswatch_bpf::destroy(skel_);
+  if (filters_) imdswatch_bpf::destroy(filters_);
   if (cgroup_fd_ >= 0) close(cgroup_fd_);
 }
 

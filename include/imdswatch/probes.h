@@ -1,6 +1,6 @@
-// Owns the kernel side: opens the skeleton, configures it, loads it and
-// attaches every program to the cgroup v2 root; detaches in reverse on
-// destruction. Links are fds, so even a killed agent leaves nothing attached.
+// Owns the kernel side: opens the skeleton (twice: the attached filters,
+// then the work behind them), configures it, loads it and attaches every
+// program to the cgroup v2 root; detaches in reverse on destruction. Links are fds, so even a killed agent leaves nothing attached.
 #pragma once
 
 #include <array>
@@ -54,7 +54,8 @@ class Probes {
 
  private:
   Probes() = default;
-  imdswatch_bpf* skel_ = nullptr;
+  imdswatch_bpf* filters_ = nullptr;  // the attached filters, loaded first; owns the maps
+  imdswatch_bpf* skel_ = nullptr;     // the work behind them, on the same maps
   int cgroup_fd_ = -1;
   std::vector<::bpf_link*> links_;
   std::vector<std::string> attached_;
