@@ -1239,21 +1239,22 @@ int imds_connect6_any(struct bpf_sock_addr *ctx)
 	return to_work(ctx, &connect6_work);
 }
 
-/* An active open's callbacks fire for every connection of the node. */
-SEC("sockops")
-int imds_sockops(struct bpf_sock_ops *ops)
+/* An active open's callbacks fire for every connection of the node: all
+ * but five return at the op; of the state changes only the end of the
+ * exchange needs the socket (ACTIVE_ESTABLISHED_CB reports the other one,
+ * SYN_SENT -> ESTABLISHED). */
+static __always_inline bool sockops_op_wanted(const struct bpf_sock_ops *ops, __u32 op)
 {
-	__u32 op = ops->op, folded;
-
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
 	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_RTO_CB)
-		return 1;
-	/* of the state changes only the end of the exchange needs the socket
-	 * (ACTIVE_ESTABLISHED_CB reports the other one, SYN_SENT -> ESTABLISHED) */
-	if (op == BPF_SOCK_OPS_STATE_CB && !ends_exchange(ops->args[0], ops->args[1]))
-		return 1;
-	if (!port_listed(SKB_PORT_BE16(ops->remote_port)))
-		return 1;
+		return false;
+	return op != BPF_SOCK_OPS_STATE_CB || ends_exchange(ops->args[0], ops->args[1]);
+}
+
+static __always_inline int sockops_addr_then_work(struct bpf_sock_ops *ops)
+{
+	__u32 folded;
+
 	if (ops->family == AF_INET)
 		folded = ops->remote_ip4;
 	else
@@ -1261,6 +1262,23 @@ int imds_sockops(struct bpf_sock_ops *ops)
 	if (!addr_bit_set(folded))
 		return 1;
 	return to_work(ops, &sockops_work);
+}
+
+/* Every endpoint on port 80: the port against an immediate, as below. */
+SEC("sockops")
+int imds_sockops(struct bpf_sock_ops *ops)
+{
+	if (!sockops_op_wanted(ops, ops->op) || ops->remote_port != SKB_PORT(PORT80_BE))
+		return 1;
+	return sockops_addr_then_work(ops);
+}
+
+SEC("sockops")
+int imds_sockops_any(struct bpf_sock_ops *ops)
+{
+	if (!sockops_op_wanted(ops, ops->op) || !port_listed(SKB_PORT_BE16(ops->remote_port)))
+		return 1;
+	return sockops_addr_then_work(ops);
 }
 
 /* Every endpoint on port 80: one compare with an immediate for other

@@ -160,7 +160,8 @@ struct Filters {
 Filters PickFilters(imdswatch_bpf* skel, bool port80) {
   auto& p = skel->progs;
   return {port80 ? p.imds_connect4 : p.imds_connect4_any, port80 ? p.imds_connect6 : p.imds_connect6_any,
-          p.imds_sockops, port80 ? p.imds_egress : p.imds_egress_any, port80 ? p.imds_ingress : p.imds_ingress_any};
+          port80 ? p.imds_sockops : p.imds_sockops_any, port80 ? p.imds_egress : p.imds_egress_any,
+          port80 ? p.imds_ingress : p.imds_ingress_any};
 }
 
 bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {

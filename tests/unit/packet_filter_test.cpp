@@ -126,9 +126,9 @@ TEST(PacketFilter, WriteImm64ReplacesThePlaceholderAndNothingElse) {
 TEST(PacketFilter, ThePerPacketProgramsOfTheObjectCarryThePlaceholder) {
   imdswatch_bpf* skel = imdswatch_bpf::open();  // parses the object; nothing is loaded
   ASSERT_NE(skel, nullptr);
-  const std::set<std::string> per_packet = {"imds_connect4", "imds_connect6",    "imds_connect4_any",
-                                             "imds_connect6_any", "imds_sockops",   "imds_egress",
-                                             "imds_ingress",  "imds_egress_any", "imds_ingress_any"};
+  const std::set<std::string> per_packet = {
+      "imds_connect4", "imds_connect6", "imds_connect4_any", "imds_connect6_any", "imds_sockops",
+      "imds_sockops_any", "imds_egress", "imds_ingress", "imds_egress_any", "imds_ingress_any"};
   size_t seen = 0;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel->obj) {
