@@ -239,6 +239,7 @@ WORK_SLOT(connect6_work);
 WORK_SLOT(sockops_work);
 WORK_SLOT(egress_work);
 WORK_SLOT(ingress_work);
+WORK_SLOT(kfree_work);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -1119,18 +1120,13 @@ static __always_inline int ttl_drop(__u16 proto, unsigned char *head, __u16 nh)
 	return 0;
 }
 
-/* BTF-typed: the reason argument (5.17+) stops every other drop at one
- * load and a compare, and the skb's fields are plain loads. The loader
- * picks this one where the kernel's tracepoint has the reason. */
+/* BTF-typed, behind the filter imds_kfree_skb (the reason argument, 5.17+):
+ * the skb's fields are plain loads. */
 SEC("tp_btf/kfree_skb")
-int imds_kfree_skb(__u64 *ctx)
+int imds_kfree_skb_work(__u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 
-	/* a constant after relocation: without the argument, ctx[2] is never
-	 * read (and the verifier never sees the read) */
-	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___imds, reason) && !ttl_drop_reason(ctx[2]))
-		return 0;
 	if (!skb)
 		return 0;
 	return ttl_drop(skb->protocol, skb->head, skb->network_header);
@@ -1175,7 +1171,7 @@ int imds_prefault_ring(struct __sk_buff *skb)
 
 /* Everything the node does runs these, so they are only the tests that
  * turn other traffic away and a tail call (a patched direct jump) into the
- * work for the rest. No subprogram: the loader JITs the five it attaches
+ * work for the rest. No subprogram: the loader JITs the ones it attaches
  * first and together (src/probes.cpp), so their code shares a page. A page
  * of code not yet touched since the kernel was entered costs a TLB walk,
  * ~20 ns a run on this guest: it was 1.4-1.8x of an empty program on ingress
@@ -1314,4 +1310,18 @@ int imds_ingress_any(struct __sk_buff *skb)
 	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb))
 		return 1;
 	return to_work(skb, &ingress_work);
+}
+
+/* Every dropped packet of the node: the reason argument (5.17+) stops all
+ * but the forwarding paths' drops at one load and a compare. The loader
+ * picks this one where the kernel's tracepoint has the reason. */
+SEC("tp_btf/kfree_skb")
+int imds_kfree_skb(__u64 *ctx)
+{
+	/* a constant after relocation: without the argument, ctx[2] is never
+	 * read (and the verifier never sees the read) */
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___imds, reason) && !ttl_drop_reason(ctx[2]))
+		return 0;
+	to_work(ctx, &kfree_work);
+	return 0;
 }

@@ -148,28 +148,42 @@ void Configure(imdswatch_bpf* skel, const ProbeOptions& options, uint32_t ring) 
 // The attached filters, one per hook (imdswatch.bpf.c, "the attached
 // programs"). Every endpoint on port 80 (the defaults, ECS, EKS Pod
 // Identity): the ones whose other-traffic exit compares the port with an
-// immediate; otherwise the *_any ones, which compare it with the watched ports.
+// immediate; otherwise the *_any ones, which compare it with the watched
+// ports. kfree_skb has a filter only where its tracepoint passes the drop
+// reason (tp_btf, 5.17+); raw_tp before, which has nothing to filter on, is
+// loaded with the work.
 struct Filters {
   bpf_program* connect4;
   bpf_program* connect6;
   bpf_program* sockops;
   bpf_program* egress;
   bpf_program* ingress;
+  bpf_program* kfree;  // null: none
+
+  std::vector<bpf_program*> All() const {
+    std::vector<bpf_program*> all = {connect4, connect6, sockops, egress, ingress};
+    if (kfree) all.push_back(kfree);
+    return all;
+  }
 };
 
-Filters PickFilters(imdswatch_bpf* skel, bool port80) {
+struct FilterChoice {
+  bool port80;  // every endpoint is on port 80
+  bool kfree;   // kfree_skb is watched and its tracepoint passes the reason
+};
+
+Filters PickFilters(imdswatch_bpf* skel, FilterChoice choice) {
   auto& p = skel->progs;
+  const bool port80 = choice.port80;
   return {port80 ? p.imds_connect4 : p.imds_connect4_any, port80 ? p.imds_connect6 : p.imds_connect6_any,
-          port80 ? p.imds_sockops : p.imds_sockops_any, port80 ? p.imds_egress : p.imds_egress_any,
-          port80 ? p.imds_ingress : p.imds_ingress_any};
+          port80 ? p.imds_sockops : p.imds_sockops_any,   port80 ? p.imds_egress : p.imds_egress_any,
+          port80 ? p.imds_ingress : p.imds_ingress_any,   choice.kfree ? p.imds_kfree_skb : nullptr};
 }
 
 bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {
-  for (bool port80 : {true, false}) {
-    const Filters f = PickFilters(skel, port80);
-    for (const bpf_program* filter : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress})
+  for (bool port80 : {true, false})
+    for (const bpf_program* filter : PickFilters(skel, {port80, true}).All())
       if (prog == filter) return true;
-  }
   return false;
 }
 
@@ -179,7 +193,7 @@ bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {
 int FilterCodePages(const Filters& f) {
   std::vector<uint64_t> pages;
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  for (const bpf_program* prog : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress}) {
+  for (const bpf_program* prog : f.All()) {
     uint64_t addr = 0;
     uint32_t lens = 0;
     bpf_prog_info info = {};
@@ -222,18 +236,19 @@ int ReuseMaps(imdswatch_bpf* from, imdswatch_bpf* to) {
   return 0;
 }
 
-// One instance of the object with only the five filters to load, the
-// watched addresses' bits written into their code as an immediate
+// One instance of the object with only the filters to load, the watched
+// addresses' bits written into the per-packet ones' code as an immediate
 // (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c).
-imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, bool port80, std::string* error) {
+imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
   imdswatch_bpf* skel = OpenConfigured(options, ring, error);
   if (!skel) return nullptr;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);
   const uint64_t addr_bits = WatchedAddrBits(options.endpoints);
-  const Filters f = PickFilters(skel, port80);
-  for (bpf_program* filter : {f.connect4, f.connect6, f.sockops, f.egress, f.ingress}) {
+  const Filters f = PickFilters(skel, choice);
+  for (bpf_program* filter : f.All()) {
     bpf_program__set_autoload(filter, true);
+    if (filter == f.kfree) continue;  // a drop has no peer to test
     const bpf_insn* code = bpf_program__insns(filter);
     std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(filter));
     // every copy (a compiler may duplicate the block that holds it)
@@ -252,12 +267,12 @@ imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, bool port
 // (first-fit placement put them at the end of one), each copy is kept while
 // another is loaded, which the kernel must place after it; the copy on the
 // fewest pages stays, the others are freed.
-imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, bool port80, std::string* error) {
-  constexpr int kTries = 3;
+imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
+  constexpr int kTries = 6;
   std::vector<std::pair<int, imdswatch_bpf*>> copies;  // pages, copy
   while (copies.size() < kTries && (copies.empty() || copies.back().first != 1)) {
     std::string copy_error;
-    imdswatch_bpf* skel = OpenFilters(options, ring, port80, &copy_error);
+    imdswatch_bpf* skel = OpenFilters(options, ring, choice, &copy_error);
     int err = !skel ? -ENOENT : copies.empty() ? 0 : ReuseMaps(copies.front().second, skel);
     if (!err) err = imdswatch_bpf::load(skel);
     if (err) {
@@ -265,7 +280,7 @@ imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, bool port
       if (copies.empty()) *error = skel ? LoadError(err) : copy_error;
       break;  // another copy only helps the placement: keep the first
     }
-    const int pages = FilterCodePages(PickFilters(skel, port80));
+    const int pages = FilterCodePages(PickFilters(skel, choice));
     copies.emplace_back(pages > 0 ? pages : INT_MAX, skel);
   }
   if (copies.empty()) return nullptr;
@@ -297,28 +312,28 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   // a ring buffer must be a power of two pages
   uint32_t ring = 4096;
   while (ring < options.ringbuf_bytes) ring <<= 1;
-  const bool port80 = std::all_of(options.endpoints.begin(), options.endpoints.end(),
-                                  [](const Endpoint& ep) { return ep.port == 80; });
-  probes->filters_ = LoadFilters(options, ring, port80, error);
+  const FilterChoice choice = {std::all_of(options.endpoints.begin(), options.endpoints.end(),
+                                           [](const Endpoint& ep) { return ep.port == 80; }),
+                               options.watch_forwarding && KfreeSkbHasReason()};
+  probes->filters_ = LoadFilters(options, ring, choice, error);
   if (!probes->filters_) return nullptr;
-  const Filters filters = PickFilters(probes->filters_, port80);
+  const Filters filters = PickFilters(probes->filters_, choice);
   probes->skel_ = OpenConfigured(options, ring, error);
   if (!probes->skel_) return nullptr;
   // The work: everything but the filters, loaded, never attached (tail-call
-  // targets), but for kfree_skb: tp_btf where the tracepoint passes the
-  // drop reason (5.17+), which filters every other drop first; raw_tp
-  // before. Neither when the forwarding path is not watched.
+  // targets), but for raw_tp/kfree_skb, attached where the tracepoint passes
+  // no drop reason to filter on (before 5.17). No kfree_skb program when the
+  // forwarding path is not watched.
   auto* progs = &probes->skel_->progs;
   bpf_program* prog;
   bpf_object__for_each_program(prog, probes->skel_->obj) {
     bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
     bpf_program__set_autoattach(prog, false);
   }
-  const bool tp_btf = options.watch_forwarding && KfreeSkbHasReason();
-  bpf_program* kfree = tp_btf ? progs->imds_kfree_skb : progs->imds_kfree_raw;
-  const char* kfree_hook = tp_btf ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
-  bpf_program__set_autoload(tp_btf ? progs->imds_kfree_raw : progs->imds_kfree_skb, false);
-  if (!options.watch_forwarding) bpf_program__set_autoload(kfree, false);
+  if (!choice.kfree) bpf_program__set_autoload(progs->imds_kfree_skb_work, false);
+  if (choice.kfree || !options.watch_forwarding) bpf_program__set_autoload(progs->imds_kfree_raw, false);
+  bpf_program* kfree = choice.kfree ? filters.kfree : progs->imds_kfree_raw;
+  const char* kfree_hook = choice.kfree ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
   int err = ReuseMaps(probes->filters_, probes->skel_);
   if (!err) err = imdswatch_bpf::load(probes->skel_);
   if (err) {
@@ -338,8 +353,10 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
       {maps->ingress_work, progs->imds_ingress_work},
       {maps->next_egress_window, progs->imds_egress_more},
       {maps->next_ingress_window, progs->imds_ingress_more},
+      {maps->kfree_work, choice.kfree ? progs->imds_kfree_skb_work : nullptr},
   };
   for (const auto& call : tail_calls) {
+    if (!call.prog) continue;
     const uint32_t key = 0;
     const int prog_fd = bpf_program__fd(call.prog);
     if (bpf_map_update_elem(bpf_map__fd(call.slot), &key, &prog_fd, BPF_ANY) != 0) {
