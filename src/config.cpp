@@ -112,6 +112,9 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
   bool no_forwarding = false;
   app.add_flag("--no-forwarding-drops", no_forwarding,
                "do not watch this node's forwarding path for metadata replies whose TTL ran out (kfree_skb)");
+  app.add_flag("--forwarding-drops.raw-tp", cfg.forwarding_raw_tp,
+               "watch it with raw_tp/kfree_skb, the hook of kernels before 5.17, where tp_btf would do: it "
+               "reads every dropped packet's headers instead of only the forwarding paths' drops");
 
   CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
   AddProbeFlags(trace, &cfg, &endpoints, &no_kube);

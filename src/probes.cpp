@@ -314,7 +314,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   while (ring < options.ringbuf_bytes) ring <<= 1;
   const FilterChoice choice = {std::all_of(options.endpoints.begin(), options.endpoints.end(),
                                            [](const Endpoint& ep) { return ep.port == 80; }),
-                               options.watch_forwarding && KfreeSkbHasReason()};
+                               options.watch_forwarding && !options.forwarding_raw_tp && KfreeSkbHasReason()};
   probes->filters_ = LoadFilters(options, ring, choice, error);
   if (!probes->filters_) return nullptr;
   const Filters filters = PickFilters(probes->filters_, choice);

@@ -33,6 +33,7 @@ struct AgentConfig {
   uint32_t ringbuf_bytes = 1u << 20;
   DiagnosisThresholds diagnosis;
   bool watch_forwarding = true;
+  bool forwarding_raw_tp = false;  // --forwarding-drops.raw-tp
 };
 
 enum class OutputFormat { kText, kJson };

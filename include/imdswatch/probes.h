@@ -29,6 +29,7 @@ struct ProbeOptions {
   std::string cgroup_root;
   uint32_t ringbuf_bytes = 1u << 20;
   bool watch_forwarding = true;  // kfree_skb: metadata replies dying in this node's forwarding path
+  bool forwarding_raw_tp = false;  // raw_tp/kfree_skb even where the tracepoint passes a drop reason
   Delivery delivery = Delivery::kBatched;
 };
 

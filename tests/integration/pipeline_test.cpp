@@ -542,6 +542,22 @@ TEST_F(PipelineTest, HopLimitIsProvenByTheNodeDroppingTheReply) {
   EXPECT_NE(doctor.find("proven"), std::string::npos) << doctor;
 }
 
+// The hook of kernels before 5.17 (raw_tp: no drop reason, every drop's
+// headers read), forced on this one, sees the same drop.
+TEST_F(PipelineTest, TheRawTracepointOfOlderKernelsSeesTheDropToo) {
+  StartImds({"--token-reply-ttl", "1"});
+  Agent raw({"--no-kube", "--forwarding-drops.raw-tp"}, *work_ + "/agent-raw-tp.log");
+  EXPECT_NE(ReadFile(raw.log_file()).find("attached raw_tp/kfree_skb:imds_kfree_raw"), std::string::npos)
+      << ReadFile(raw.log_file());
+  Pod sick = MakePod("rawtp", 1);
+  WaitUntilKnown(sick);
+  RunIn(sick, {"curl", "-sS", "--max-time", "1", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+               "http://169.254.169.254/latest/api/token"});
+  auto drops = [](const std::vector<Sample>& s) { return SumOf(s, "imdswatch_events_total", {{"type", "ttl_drop"}}); };
+  auto s = raw.ScrapeUntil([&](const std::vector<Sample>& s) { return drops(s) >= 1; });
+  EXPECT_GE(drops(s), 1);
+}
+
 TEST_F(PipelineTest, DiagnosesRefreshStormAndServesTheLifetime) {
   StartImds();
   Pod storm = MakePod("stormy", 1);

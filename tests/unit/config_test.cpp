@@ -46,6 +46,17 @@ TEST(Config, ExtraEndpointsAndDurations) {
   EXPECT_EQ(p.command.agent.series_ttl.count(), 90);
 }
 
+TEST(Config, ForwardingDropsHookIsChosenByTheKernelUnlessRawTpIsAskedFor) {
+  auto p = Parse({"--no-kube"});
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_TRUE(p.command.agent.watch_forwarding);
+  EXPECT_FALSE(p.command.agent.forwarding_raw_tp);
+  p = Parse({"--no-kube", "--forwarding-drops.raw-tp"});
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_TRUE(p.command.agent.watch_forwarding);
+  EXPECT_TRUE(p.command.agent.forwarding_raw_tp);
+}
+
 TEST(Config, TraceSubcommand) {
   auto p = Parse({"trace", "--output", "json", "--no-kube"});
   ASSERT_TRUE(p.ok) << p.error;
@@ -91,6 +102,7 @@ const std::vector<BadValue>& BadValues() {
       {{"--diagnosis.imdsv1-requests", "0"}, "--diagnosis.imdsv1-requests"},
       {{"--diagnosis.slow-share", "-0.1"}, "--diagnosis.slow-share"},
       {{"--no-forwarding-drops=perhaps"}, "--no-forwarding-drops"},
+      {{"--forwarding-drops.raw-tp=often"}, "--forwarding-drops.raw-tp"},
       {{"--no-such-flag"}, "--no-such-flag"},
       {{"trace", "--output", "yaml"}, "--output"},
       {{"trace", "--log-level", "loud"}, "--log-level"},
