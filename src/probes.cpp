@@ -264,9 +264,9 @@ imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterCho
 }
 
 // The filters, loaded, with every map. Where their code straddles a page
-// (first-fit placement put them at the end of one), each copy is kept while
-// another is loaded, which the kernel must place after it; the copy on the
-// fewest pages stays, the others are freed.
+// (first-fit placement put one into a gap, or at the end of a page), each
+// copy is kept while another is loaded, so the gaps it took are not offered
+// again; the copy on the fewest pages stays, the others are freed.
 imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
   constexpr int kTries = 6;
   std::vector<std::pair<int, imdswatch_bpf*>> copies;  // pages, copy
