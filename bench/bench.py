@@ -254,7 +254,7 @@ class Bench:
                          stdout=logs["iperf3"], stderr=logs["iperf3"])
         self.agent = self.procs.start(
             "agent", [a.agent, "--no-kube", "--endpoint", f"{self.imds_host}:{self.ports['imds']}",
-                      "--web.listen-address", f"127.0.0.1:{self.ports['web']}", "--log-level", "warn"],
+                      "--web.listen-address", f"127.0.0.1:{self.ports['web']}", "--log-level", "warn"] + a.agent_arg,
             stdout=logs["agent"], stderr=logs["agent"])
         startup = wait_healthy(self.agent, self.ports["web"], "the agent", 90, f"; see {self.out}/agent.log")
         self.results["agent_startup_s"] = round(startup, 2)
@@ -265,9 +265,12 @@ class Bench:
             f"{self.results['imds_endpoint']}")
         self.ctl = Controller(self.procs, os.path.join(self.bin, "bench_ctl"), self.cgroup, self.agent.pid)
         self.results["take"] = self.ctl.cmd("take")
-        self.kept = self.results["take"].split("kept_by_agent", 1)[1].split()
+        self.kept = [n.replace("imds_kfree_raw", "imds_kfree_skb")
+                     for n in self.results["take"].split("kept_by_agent", 1)[1].split()]
         self.ctl.only()
         self.agent_ids = self.ctl.ids["agent"]
+        if "imds_kfree_raw" in self.agent_ids:  # the raw_tp filter (--forwarding-drops.raw-tp, kernels < 5.17)
+            self.agent_ids["imds_kfree_skb"] = self.agent_ids.pop("imds_kfree_raw")
         self.empty_ids = self.ctl.ids["empty"]
         log(f"controller: {self.results['take']}; agent programs {self.agent_ids}")
 
@@ -604,6 +607,8 @@ def main():
     ap.add_argument("--agent", default=None, help="agent binary (default BUILD/imdswatch)")
     ap.add_argument("--out", default=None, help="logs and results.json (default BUILD/bench/out)")
     ap.add_argument("--parts", default="1b,1a,2,3,4")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="one more argument for the agent, e.g. --agent-arg=--forwarding-drops.raw-tp (repeatable)")
     ap.add_argument("--live-seconds", type=float, default=5, help="1a: seconds of iperf3 per order")
     ap.add_argument("--live-requests", type=int, default=600, help="1a: metadata requests")
     ap.add_argument("--connects", type=int, default=5000, help="1a: connects per family and order")

@@ -74,11 +74,11 @@ std::string ProgName(int fd, uint32_t* id) {
 }
 
 const Hook* HookFor(const std::string& name) {
+  // the agent's raw_tp filter (kernels before 5.17, or --forwarding-drops.raw-tp)
+  if (name == "imds_kfree_raw") return HookFor("imds_kfree_skb");
   for (const Hook& h : kHooks) {
     std::string s = h.suffix;
-    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0 &&
-        (name == "imds_" + s || name == "empty_" + s))
-      return &h;
+    if (name == "imds_" + s || name == "empty_" + s) return &h;
   }
   return nullptr;
 }

@@ -184,6 +184,21 @@ static inline __u32 imds_addr_bit(__u32 folded)
  * bits until the loader writes the bits over it ("imdsbits"). */
 #define IMDS_ADDR_BITS_PLACEHOLDER 0x696d647362697473
 
+/* Where the forwarding paths' code is, for the raw_tp kfree_skb filter of
+ * kernels without a drop reason (before 5.17): up to IMDS_FWD_RANGES
+ * [start, start + size) ranges of ip_forward, ip6_forward and their
+ * compiler-split parts, from /proc/kallsyms. The loader writes them over
+ * these placeholders ("fwd0s", "fwd0z", ...); an unused range has size 0. */
+#define IMDS_FWD_RANGES 4
+#define IMDS_FWD0_START_PLACEHOLDER 0x696d647366776430
+#define IMDS_FWD0_SIZE_PLACEHOLDER 0x696d64737a776430
+#define IMDS_FWD1_START_PLACEHOLDER 0x696d647366776431
+#define IMDS_FWD1_SIZE_PLACEHOLDER 0x696d64737a776431
+#define IMDS_FWD2_START_PLACEHOLDER 0x696d647366776432
+#define IMDS_FWD2_SIZE_PLACEHOLDER 0x696d64737a776432
+#define IMDS_FWD3_START_PLACEHOLDER 0x696d647366776433
+#define IMDS_FWD3_SIZE_PLACEHOLDER 0x696d64737a776433
+
 /* The endpoints again, as the per-packet and per-connect filters want them:
  * distinct ports and distinct addresses per family, counts and the v4 list in
  * one cache line (the first 60 bytes). A match on port and address here is

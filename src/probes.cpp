@@ -1,9 +1,9 @@
 #include "imdswatch/probes.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
@@ -11,12 +11,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <fstream>
+#include <utility>
 
 #include "imdswatch.skel.h"
+#include "imdswatch/kernel_symbols.h"
 #include "imdswatch/packet_filter.h"
 
 namespace imdswatch {
@@ -149,9 +153,8 @@ void Configure(imdswatch_bpf* skel, const ProbeOptions& options, uint32_t ring) 
 // programs"). Every endpoint on port 80 (the defaults, ECS, EKS Pod
 // Identity): the ones whose other-traffic exit compares the port with an
 // immediate; otherwise the *_any ones, which compare it with the watched
-// ports. kfree_skb has a filter only where its tracepoint passes the drop
-// reason (tp_btf, 5.17+); raw_tp before, which has nothing to filter on, is
-// loaded with the work.
+// ports. kfree_skb's filter tests the drop reason where its tracepoint
+// passes one (tp_btf, 5.17+), and before that the caller's address (raw_tp).
 struct Filters {
   bpf_program* connect4;
   bpf_program* connect6;
@@ -167,24 +170,66 @@ struct Filters {
   }
 };
 
+// How kfree_skb is hooked: not at all (--forwarding-drops=false), by the
+// BTF tracepoint with its drop reason (5.17+), or by the raw one.
+enum class KfreeHook { kNone, kReason, kCaller };
+
 struct FilterChoice {
   bool port80;  // every endpoint is on port 80
-  bool kfree;   // kfree_skb is watched and its tracepoint passes the reason
+  KfreeHook kfree;
 };
 
 Filters PickFilters(imdswatch_bpf* skel, FilterChoice choice) {
   auto& p = skel->progs;
   const bool port80 = choice.port80;
+  bpf_program* kfree = choice.kfree == KfreeHook::kReason   ? p.imds_kfree_skb
+                       : choice.kfree == KfreeHook::kCaller ? p.imds_kfree_raw
+                                                            : nullptr;
   return {port80 ? p.imds_connect4 : p.imds_connect4_any, port80 ? p.imds_connect6 : p.imds_connect6_any,
           port80 ? p.imds_sockops : p.imds_sockops_any,   port80 ? p.imds_egress : p.imds_egress_any,
-          port80 ? p.imds_ingress : p.imds_ingress_any,   choice.kfree ? p.imds_kfree_skb : nullptr};
+          port80 ? p.imds_ingress : p.imds_ingress_any,   kfree};
 }
 
 bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {
   for (bool port80 : {true, false})
-    for (const bpf_program* filter : PickFilters(skel, {port80, true}).All())
-      if (prog == filter) return true;
+    for (KfreeHook kfree : {KfreeHook::kReason, KfreeHook::kCaller})
+      for (const bpf_program* filter : PickFilters(skel, {port80, kfree}).All())
+        if (prog == filter) return true;
   return false;
+}
+
+// The ranges the raw_tp filter passes (IMDS_FWD*_PLACEHOLDER): the code of
+// ip_forward and ip6_forward. Where either is not found (hidden addresses,
+// ipv6 a module not loaded yet, more parts than ranges), one range of every
+// address: the work then reads each drop's headers, as it did unfiltered.
+std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
+  std::ifstream kallsyms("/proc/kallsyms");
+  const auto code = FunctionCode(kallsyms, {"ip_forward", "ip6_forward"});
+  std::vector<CodeRange> parts;
+  for (const auto& [name, found] : code) parts.insert(parts.end(), found.begin(), found.end());
+  std::array<CodeRange, IMDS_FWD_RANGES> ranges{};
+  if (code.size() == 2 && parts.size() <= ranges.size()) {
+    std::copy(parts.begin(), parts.end(), ranges.begin());
+    spdlog::info("raw_tp/kfree_skb: only drops called from ip_forward and ip6_forward ({} code ranges) are read",
+                 parts.size());
+    return ranges;
+  }
+  spdlog::warn(
+      "raw_tp/kfree_skb: ip_forward and ip6_forward not found in /proc/kallsyms (addresses read as zeros "
+      "without CAP_SYSLOG under kptr_restrict): every dropped packet's headers will be read");
+  ranges = {};
+  ranges[0] = {0, UINT64_MAX};
+  return ranges;
+}
+
+// Writes each value over its placeholder in prog's code (every copy: a
+// compiler may duplicate the block that holds one); false if one is missing.
+bool WriteImmediates(bpf_program* prog, const std::vector<std::pair<uint64_t, uint64_t>>& placeholder_values) {
+  const bpf_insn* code = bpf_program__insns(prog);
+  std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+  for (const auto& [placeholder, value] : placeholder_values)
+    if (WriteImm64(insns, placeholder, value) < 1) return false;
+  return bpf_program__set_insns(prog, insns.data(), insns.size()) == 0;
 }
 
 // How many pages of code the attached filters' JIT images touch: 1 when
@@ -236,26 +281,30 @@ int ReuseMaps(imdswatch_bpf* from, imdswatch_bpf* to) {
   return 0;
 }
 
-// One instance of the object with only the filters to load, the watched
-// addresses' bits written into the per-packet ones' code as an immediate
-// (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c).
-imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
+// One instance of the object with only the filters to load, their
+// immediates written into their code: the watched addresses' bits
+// (IMDS_ADDR_BITS_PLACEHOLDER in imdswatch.bpf.c) in the per-packet and
+// per-connect ones, the forwarding code's ranges in raw_tp kfree_skb's.
+imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice,
+                           const std::array<CodeRange, IMDS_FWD_RANGES>& forwarding, std::string* error) {
   imdswatch_bpf* skel = OpenConfigured(options, ring, error);
   if (!skel) return nullptr;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);
-  const uint64_t addr_bits = WatchedAddrBits(options.endpoints);
+  const std::vector<std::pair<uint64_t, uint64_t>> addr_bits = {
+      {IMDS_ADDR_BITS_PLACEHOLDER, WatchedAddrBits(options.endpoints)}};
+  const std::vector<std::pair<uint64_t, uint64_t>> forwarding_code = {
+      {IMDS_FWD0_START_PLACEHOLDER, forwarding[0].start}, {IMDS_FWD0_SIZE_PLACEHOLDER, forwarding[0].size},
+      {IMDS_FWD1_START_PLACEHOLDER, forwarding[1].start}, {IMDS_FWD1_SIZE_PLACEHOLDER, forwarding[1].size},
+      {IMDS_FWD2_START_PLACEHOLDER, forwarding[2].start}, {IMDS_FWD2_SIZE_PLACEHOLDER, forwarding[2].size},
+      {IMDS_FWD3_START_PLACEHOLDER, forwarding[3].start}, {IMDS_FWD3_SIZE_PLACEHOLDER, forwarding[3].size}};
   const Filters f = PickFilters(skel, choice);
   for (bpf_program* filter : f.All()) {
     bpf_program__set_autoload(filter, true);
-    if (filter == f.kfree) continue;  // a drop has no peer to test
-    const bpf_insn* code = bpf_program__insns(filter);
-    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(filter));
-    // every copy (a compiler may duplicate the block that holds it)
-    if (WriteImm64(insns, IMDS_ADDR_BITS_PLACEHOLDER, addr_bits) < 1 ||
-        bpf_program__set_insns(filter, insns.data(), insns.size()) != 0) {
-      *error = std::string("writing the watched addresses into ") + bpf_program__name(filter) +
-               ": the placeholder is not there (a build of the BPF object that does not match this loader?)";
+    if (filter == skel->progs.imds_kfree_skb) continue;  // the drop reason needs no immediate
+    if (!WriteImmediates(filter, filter == skel->progs.imds_kfree_raw ? forwarding_code : addr_bits)) {
+      *error = std::string("writing immediates into ") + bpf_program__name(filter) +
+               ": a placeholder is not there (a build of the BPF object that does not match this loader?)";
       imdswatch_bpf::destroy(skel);
       return nullptr;
     }
@@ -269,10 +318,12 @@ imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterCho
 // again; the copy on the fewest pages stays, the others are freed.
 imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
   constexpr int kTries = 6;
+  std::array<CodeRange, IMDS_FWD_RANGES> forwarding{};
+  if (choice.kfree == KfreeHook::kCaller) forwarding = ForwardingCode();
   std::vector<std::pair<int, imdswatch_bpf*>> copies;  // pages, copy
   while (copies.size() < kTries && (copies.empty() || copies.back().first != 1)) {
     std::string copy_error;
-    imdswatch_bpf* skel = OpenFilters(options, ring, choice, &copy_error);
+    imdswatch_bpf* skel = OpenFilters(options, ring, choice, forwarding, &copy_error);
     int err = !skel ? -ENOENT : copies.empty() ? 0 : ReuseMaps(copies.front().second, skel);
     if (!err) err = imdswatch_bpf::load(skel);
     if (err) {
@@ -312,28 +363,31 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   // a ring buffer must be a power of two pages
   uint32_t ring = 4096;
   while (ring < options.ringbuf_bytes) ring <<= 1;
-  const FilterChoice choice = {std::all_of(options.endpoints.begin(), options.endpoints.end(),
-                                           [](const Endpoint& ep) { return ep.port == 80; }),
-                               options.watch_forwarding && !options.forwarding_raw_tp && KfreeSkbHasReason()};
+  const KfreeHook kfree = !options.watch_forwarding                           ? KfreeHook::kNone
+                          : !options.forwarding_raw_tp && KfreeSkbHasReason() ? KfreeHook::kReason
+                                                                              : KfreeHook::kCaller;
+  const FilterChoice choice = {
+      std::all_of(options.endpoints.begin(), options.endpoints.end(), [](const Endpoint& ep) { return ep.port == 80; }),
+      kfree};
   probes->filters_ = LoadFilters(options, ring, choice, error);
   if (!probes->filters_) return nullptr;
   const Filters filters = PickFilters(probes->filters_, choice);
   probes->skel_ = OpenConfigured(options, ring, error);
   if (!probes->skel_) return nullptr;
   // The work: everything but the filters, loaded, never attached (tail-call
-  // targets), but for raw_tp/kfree_skb, attached where the tracepoint passes
-  // no drop reason to filter on (before 5.17). No kfree_skb program when the
-  // forwarding path is not watched.
+  // targets); of kfree_skb's, only the one behind the chosen filter.
   auto* progs = &probes->skel_->progs;
   bpf_program* prog;
   bpf_object__for_each_program(prog, probes->skel_->obj) {
     bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
     bpf_program__set_autoattach(prog, false);
   }
-  if (!choice.kfree) bpf_program__set_autoload(progs->imds_kfree_skb_work, false);
-  if (choice.kfree || !options.watch_forwarding) bpf_program__set_autoload(progs->imds_kfree_raw, false);
-  bpf_program* kfree = choice.kfree ? filters.kfree : progs->imds_kfree_raw;
-  const char* kfree_hook = choice.kfree ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
+  bpf_program* kfree_work = kfree == KfreeHook::kReason   ? progs->imds_kfree_skb_work
+                            : kfree == KfreeHook::kCaller ? progs->imds_kfree_raw_work
+                                                          : nullptr;
+  for (bpf_program* work : {progs->imds_kfree_skb_work, progs->imds_kfree_raw_work})
+    if (work != kfree_work) bpf_program__set_autoload(work, false);
+  const char* kfree_hook = kfree == KfreeHook::kReason ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
   int err = ReuseMaps(probes->filters_, probes->skel_);
   if (!err) err = imdswatch_bpf::load(probes->skel_);
   if (err) {
@@ -346,17 +400,13 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_map* slot;
     bpf_program* prog;
   } tail_calls[] = {
-      {maps->connect4_work, progs->imds_connect4_work},
-      {maps->connect6_work, progs->imds_connect6_work},
-      {maps->sockops_work, progs->imds_sockops_work},
-      {maps->egress_work, progs->imds_egress_work},
-      {maps->ingress_work, progs->imds_ingress_work},
-      {maps->next_egress_window, progs->imds_egress_more},
-      {maps->next_ingress_window, progs->imds_ingress_more},
-      {maps->kfree_work, choice.kfree ? progs->imds_kfree_skb_work : nullptr},
+      {maps->connect4_work, progs->imds_connect4_work},      {maps->connect6_work, progs->imds_connect6_work},
+      {maps->sockops_work, progs->imds_sockops_work},        {maps->egress_work, progs->imds_egress_work},
+      {maps->ingress_work, progs->imds_ingress_work},        {maps->next_egress_window, progs->imds_egress_more},
+      {maps->next_ingress_window, progs->imds_ingress_more}, {maps->kfree_work, kfree_work},
   };
   for (const auto& call : tail_calls) {
-    if (!call.prog) continue;
+    if (!call.prog) continue;  // kfree_skb not watched
     const uint32_t key = 0;
     const int prog_fd = bpf_program__fd(call.prog);
     if (bpf_map_update_elem(bpf_map__fd(call.slot), &key, &prog_fd, BPF_ANY) != 0) {
@@ -391,7 +441,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
       {filters.sockops, "sockops", true, true},
       {filters.egress, "cgroup_skb/egress", true, true},
       {filters.ingress, "cgroup_skb/ingress", true, true},
-      {kfree, kfree_hook, false, false},
+      {filters.kfree, kfree_hook, false, false},
   };
   for (const auto& entry : table) {
     if (!entry.cgroup && !options.watch_forwarding) continue;

@@ -147,5 +147,29 @@ TEST(PacketFilter, ThePerPacketProgramsOfTheObjectCarryThePlaceholder) {
   imdswatch_bpf::destroy(skel);
 }
 
+// raw_tp kfree_skb's filter carries each of the forwarding code's range
+// placeholders, and no other program carries any.
+TEST(PacketFilter, TheRawDropFilterCarriesTheForwardingRangesPlaceholders) {
+  imdswatch_bpf* skel = imdswatch_bpf::open();
+  ASSERT_NE(skel, nullptr);
+  const uint64_t placeholders[] = {
+      IMDS_FWD0_START_PLACEHOLDER, IMDS_FWD0_SIZE_PLACEHOLDER, IMDS_FWD1_START_PLACEHOLDER, IMDS_FWD1_SIZE_PLACEHOLDER,
+      IMDS_FWD2_START_PLACEHOLDER, IMDS_FWD2_SIZE_PLACEHOLDER, IMDS_FWD3_START_PLACEHOLDER, IMDS_FWD3_SIZE_PLACEHOLDER};
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) {
+    const bpf_insn* code = bpf_program__insns(prog);
+    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+    const std::string name = bpf_program__name(prog);
+    for (uint64_t placeholder : placeholders) {
+      const int copies = WriteImm64(insns, placeholder, 0);
+      if (name == "imds_kfree_raw")
+        EXPECT_GE(copies, 1) << std::hex << placeholder;
+      else
+        EXPECT_EQ(copies, 0) << name;
+    }
+  }
+  imdswatch_bpf::destroy(skel);
+}
+
 }  // namespace
 }  // namespace imdswatch

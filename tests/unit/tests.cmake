@@ -7,3 +7,4 @@ imdswatch_test(call_tracker_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/call_tracker_
 imdswatch_test(event_decoder_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/event_decoder_test.cpp LABELS unit)
 imdswatch_test(config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp LABELS unit)
 imdswatch_test(packet_filter_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/packet_filter_test.cpp LABELS unit)
+imdswatch_test(kernel_symbols_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/kernel_symbols_test.cpp LABELS unit)
