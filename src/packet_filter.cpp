@@ -57,4 +57,11 @@ int WriteImm64(std::vector<bpf_insn>& insns, uint64_t placeholder, uint64_t valu
   return written;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> ForwardingImmediates(const std::array<CodeRange, IMDS_FWD_RANGES>& r) {
+  return {{IMDS_FWD0_START_PLACEHOLDER, r[0].start}, {IMDS_FWD0_SIZE_PLACEHOLDER, r[0].size},
+          {IMDS_FWD1_START_PLACEHOLDER, r[1].start}, {IMDS_FWD1_SIZE_PLACEHOLDER, r[1].size},
+          {IMDS_FWD2_START_PLACEHOLDER, r[2].start}, {IMDS_FWD2_SIZE_PLACEHOLDER, r[2].size},
+          {IMDS_FWD3_START_PLACEHOLDER, r[3].start}, {IMDS_FWD3_SIZE_PLACEHOLDER, r[3].size}};
+}
+
 }  // namespace imdswatch

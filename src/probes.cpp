@@ -209,7 +209,7 @@ std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
   for (const auto& [name, found] : code) parts.insert(parts.end(), found.begin(), found.end());
   std::array<CodeRange, IMDS_FWD_RANGES> ranges{};
   if (code.size() == 2 && parts.size() <= ranges.size()) {
-    std::copy(parts.begin(), parts.end(), ranges.begin());
+    std::copy(parts.begin(), parts.end(), ranges.begin());  // from range 0: the filter stops at an empty range 2
     spdlog::info("raw_tp/kfree_skb: only drops called from ip_forward and ip6_forward ({} code ranges) are read",
                  parts.size());
     return ranges;
@@ -293,11 +293,7 @@ imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterCho
   bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);
   const std::vector<std::pair<uint64_t, uint64_t>> addr_bits = {
       {IMDS_ADDR_BITS_PLACEHOLDER, WatchedAddrBits(options.endpoints)}};
-  const std::vector<std::pair<uint64_t, uint64_t>> forwarding_code = {
-      {IMDS_FWD0_START_PLACEHOLDER, forwarding[0].start}, {IMDS_FWD0_SIZE_PLACEHOLDER, forwarding[0].size},
-      {IMDS_FWD1_START_PLACEHOLDER, forwarding[1].start}, {IMDS_FWD1_SIZE_PLACEHOLDER, forwarding[1].size},
-      {IMDS_FWD2_START_PLACEHOLDER, forwarding[2].start}, {IMDS_FWD2_SIZE_PLACEHOLDER, forwarding[2].size},
-      {IMDS_FWD3_START_PLACEHOLDER, forwarding[3].start}, {IMDS_FWD3_SIZE_PLACEHOLDER, forwarding[3].size}};
+  const std::vector<std::pair<uint64_t, uint64_t>> forwarding_code = ForwardingImmediates(forwarding);
   const Filters f = PickFilters(skel, choice);
   for (bpf_program* filter : f.All()) {
     bpf_program__set_autoload(filter, true);
