@@ -215,8 +215,9 @@ std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
     return ranges;
   }
   spdlog::warn(
-      "raw_tp/kfree_skb: ip_forward and ip6_forward not found in /proc/kallsyms (addresses read as zeros "
-      "without CAP_SYSLOG under kptr_restrict): every dropped packet's headers will be read");
+      "raw_tp/kfree_skb: ip_forward and ip6_forward not both found in /proc/kallsyms (addresses read as zeros "
+      "without CAP_SYSLOG under kptr_restrict), or in more than {} parts: every dropped packet's headers will be read",
+      ranges.size());
   ranges = {};
   ranges[0] = {0, UINT64_MAX};
   return ranges;
