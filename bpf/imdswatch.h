@@ -188,7 +188,8 @@ static inline __u32 imds_addr_bit(__u32 folded)
  * kernels without a drop reason (before 5.17): up to IMDS_FWD_RANGES
  * [start, start + size) ranges of ip_forward, ip6_forward and their
  * compiler-split parts, from /proc/kallsyms. The loader writes them over
- * these placeholders ("fwd0s", "fwd0z", ...); an unused range has size 0. */
+ * these placeholders ("imdsfwd0" a start, "imdszwd0" a size, ...); an
+ * unused range has size 0. */
 #define IMDS_FWD_RANGES 4
 #define IMDS_FWD0_START_PLACEHOLDER 0x696d647366776430
 #define IMDS_FWD0_SIZE_PLACEHOLDER 0x696d64737a776430
