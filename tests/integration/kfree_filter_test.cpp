@@ -9,8 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "imdswatch.h"  // before the skeleton, which names its types
 #include "imdswatch.skel.h"
-#include "imdswatch/packet_filter.h"  // before the skeleton: it names imdswatch.h's types
+#include "imdswatch/packet_filter.h"
 #include "integration/harness.h"
 
 namespace imdswatch {
