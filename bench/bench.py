@@ -107,6 +107,23 @@ def wait_healthy(p, port, what, limit_s, hint=""):
         time.sleep(0.2)
 
 
+def agent_prog_ids(pid):
+    """id -> name of the BPF programs a process holds (from /proc/PID/fdinfo)."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True).stdout
+    names = {p["id"]: p.get("name", "?") for p in json.loads(out)}
+    ids = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        i = int(line.split()[1])
+                        ids[i] = names.get(i, "?")
+    return ids
+
+
 def set_bpf_stats(on):
     with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
         f.write("1" if on else "0")
@@ -326,6 +343,7 @@ class Bench:
             add(phases["port80"], delta(s1, s2, ids))
             add(phases["metadata"], delta(s2, s3, ids))
         self.ctl.only()
+        raw = self.raw_kfree() if self.args.raw_kfree else None
         self.stats_enabled(False)
         self.results["live"] = phases
         hooks = ["connect4", "connect6", "sockops", "egress", "ingress", "kfree_skb"]
@@ -345,6 +363,54 @@ class Bench:
                 else:
                     self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
                              "<= 1.2x empty", ar / er <= 1.2)
+        if raw is None:
+            return
+        if isinstance(raw, str):
+            self.row(sec, "other traffic: imds_kfree_raw (kernels < 5.17)", f"not measured: {raw}", "<= 1.2x empty", False)
+            return
+        self.results["live_raw_kfree"] = raw
+        (ans, acnt), (ens, ecnt) = raw["imds_kfree_raw"], raw["empty_kfree_skb"]
+        if acnt == 0 or ecnt == 0:
+            self.row(sec, "other traffic: imds_kfree_raw (kernels < 5.17)", f"no runs ({acnt}/{ecnt})", "", None)
+            return
+        ar, er = ans / acnt, ens / ecnt
+        self.row(sec, "other traffic: imds_kfree_raw ns/run (raw_tp: kernels < 5.17)",
+                 f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs) (a second agent, --forwarding-drops.raw-tp)",
+                 "<= 1.2x empty", ar / er <= 1.2)
+
+    def raw_kfree(self):
+        """kfree_skb as kernels before 5.17 hook it (raw_tp; its filter tests the caller's address): a second
+        agent started with --forwarding-drops.raw-tp beside the first, its imds_kfree_raw against the empty
+        raw_tp program on the same UDP drops, in both attach orders (its link cannot be detached, so the
+        empty program is attached before it starts, then again after). Returns name -> (ns, runs), or why not."""
+        port = free_port()
+        self.ctl.only("empty")
+        with open(os.path.join(self.out, "agent-raw-kfree.log"), "w") as logf:
+            agent = self.procs.start("agent-raw-kfree", [self.args.agent, "--no-kube", "--endpoint",
+                                     f"{self.imds_host}:{self.ports['imds']}", "--web.listen-address",
+                                     f"127.0.0.1:{port}", "--log-level", "warn", "--forwarding-drops.raw-tp"]
+                                     + [x for x in self.args.agent_arg if x != "--forwarding-drops.raw-tp"],
+                                     stdout=logf, stderr=logf)
+        try:
+            wait_healthy(agent, port, "the raw_tp agent", 90)
+            raw_id = next((i for i, n in agent_prog_ids(agent.pid).items() if n == "imds_kfree_raw"), None)
+            if raw_id is None:
+                return "the second agent holds no imds_kfree_raw"
+            ids = {"imds_kfree_raw": raw_id, "empty_kfree_skb": self.empty_ids["empty_kfree_skb"]}
+            acc = {}
+            for reattach in (False, True):  # empty first, then the raw program first
+                if reattach:
+                    self.ctl.only()
+                    self.ctl.only("empty")
+                s0 = prog_stats()
+                self.net("udp-drop", "--connect", f"127.0.0.1:{self.ports['closed']}", "--count", 100000)
+                add(acc, delta(s0, prog_stats(), ids))
+            return {k: tuple(v) for k, v in acc.items()}
+        except SystemExit as e:
+            return str(e)
+        finally:
+            stop_process(agent)
+            self.ctl.only()
 
     # ---- 1b: BPF_PROG_TEST_RUN ----
 
@@ -607,6 +673,8 @@ def main():
     ap.add_argument("--agent", default=None, help="agent binary (default BUILD/imdswatch)")
     ap.add_argument("--out", default=None, help="logs and results.json (default BUILD/bench/out)")
     ap.add_argument("--parts", default="1b,1a,2,3,4")
+    ap.add_argument("--no-raw-kfree", dest="raw_kfree", action="store_false",
+                    help="1a: skip the raw_tp kfree_skb measurement (a second agent, the hook of kernels < 5.17)")
     ap.add_argument("--agent-arg", action="append", default=[],
                     help="one more argument for the agent, e.g. --agent-arg=--forwarding-drops.raw-tp (repeatable)")
     ap.add_argument("--live-seconds", type=float, default=5, help="1a: seconds of iperf3 per order")

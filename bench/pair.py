@@ -19,32 +19,14 @@ Prints ns per run of each program, per build, summed over the rounds.
 """
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (REPO, PY, Procs, free_port, port_free, prog_stats, run_json, set_bpf_stats,  # noqa: E402
-                   stop_process, wait_healthy)
-
-
-def agent_prog_ids(pid):
-    """id -> name of the BPF programs a process holds."""
-    out = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True).stdout
-    names = {p["id"]: p.get("name", "?") for p in json.loads(out)}
-    ids = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("prog_id:"):
-                        i = int(line.split()[1])
-                        ids[i] = names.get(i, "?")
-    return ids
+from bench import (REPO, PY, Procs, agent_prog_ids, free_port, port_free, prog_stats, run_json,  # noqa: E402
+                   set_bpf_stats, stop_process, wait_healthy)
 
 
 def start_agent(procs, exe, endpoint, name, log):

@@ -240,6 +240,9 @@ WORK_SLOT(sockops_work);
 WORK_SLOT(egress_work);
 WORK_SLOT(ingress_work);
 WORK_SLOT(kfree_work);
+/* A program array takes the type of the first program that uses it: the raw
+ * tracepoint's filter needs its own (bpftool loads every program at once). */
+WORK_SLOT(kfree_raw_work);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -1139,7 +1142,7 @@ int imds_kfree_skb_work(__u64 *ctx)
 }
 
 /* Kernels before 5.17 (no reason argument), behind the filter imds_kfree_raw
- * (where the drop was called from). */
+ * (where the drop was called from), through kfree_raw_work. */
 SEC("raw_tp/kfree_skb")
 int imds_kfree_raw_work(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -1363,6 +1366,6 @@ int imds_kfree_raw(struct bpf_raw_tracepoint_args *ctx)
 {
 	if (!in_forwarding_code(ctx->args[1]))
 		return 1;
-	to_work(ctx, &kfree_work);
+	to_work(ctx, &kfree_raw_work);
 	return 2;
 }

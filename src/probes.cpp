@@ -397,13 +397,18 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_map* slot;
     bpf_program* prog;
   } tail_calls[] = {
-      {maps->connect4_work, progs->imds_connect4_work},      {maps->connect6_work, progs->imds_connect6_work},
-      {maps->sockops_work, progs->imds_sockops_work},        {maps->egress_work, progs->imds_egress_work},
-      {maps->ingress_work, progs->imds_ingress_work},        {maps->next_egress_window, progs->imds_egress_more},
-      {maps->next_ingress_window, progs->imds_ingress_more}, {maps->kfree_work, kfree_work},
+      {maps->connect4_work, progs->imds_connect4_work},
+      {maps->connect6_work, progs->imds_connect6_work},
+      {maps->sockops_work, progs->imds_sockops_work},
+      {maps->egress_work, progs->imds_egress_work},
+      {maps->ingress_work, progs->imds_ingress_work},
+      {maps->next_egress_window, progs->imds_egress_more},
+      {maps->next_ingress_window, progs->imds_ingress_more},
+      {maps->kfree_work, kfree == KfreeHook::kReason ? kfree_work : nullptr},
+      {maps->kfree_raw_work, kfree == KfreeHook::kCaller ? kfree_work : nullptr},
   };
   for (const auto& call : tail_calls) {
-    if (!call.prog) continue;  // kfree_skb not watched
+    if (!call.prog) continue;  // the other kfree_skb hook, or none
     const uint32_t key = 0;
     const int prog_fd = bpf_program__fd(call.prog);
     if (bpf_map_update_elem(bpf_map__fd(call.slot), &key, &prog_fd, BPF_ANY) != 0) {

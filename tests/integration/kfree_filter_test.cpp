@@ -48,7 +48,7 @@ class RawDropFilter : public ::testing::Test {
     ASSERT_EQ(imdswatch_bpf::load(skel_), 0);
     const uint32_t key = 0;
     const int work = bpf_program__fd(skel_->progs.imds_kfree_raw_work);
-    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.kfree_work), &key, &work, BPF_ANY), 0);
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.kfree_raw_work), &key, &work, BPF_ANY), 0);
   }
 
   // The filter's return for a drop called from `location` (no skb).
