@@ -1,6 +1,7 @@
 #include "imdswatch/packet_filter.h"
 
 #include <arpa/inet.h>
+#include <bpf/libbpf.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -55,6 +56,15 @@ int WriteImm64(std::vector<bpf_insn>& insns, uint64_t placeholder, uint64_t valu
     i++;  // an ld_imm64 is two instructions
   }
   return written;
+}
+
+bool WriteImmediates(bpf_program* prog, const std::vector<std::pair<uint64_t, uint64_t>>& placeholder_values) {
+  const bpf_insn* code = bpf_program__insns(prog);
+  std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
+  // every copy: a compiler may duplicate the block that holds one
+  for (const auto& [placeholder, value] : placeholder_values)
+    if (WriteImm64(insns, placeholder, value) < 1) return false;
+  return bpf_program__set_insns(prog, insns.data(), insns.size()) == 0;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> ForwardingImmediates(const std::array<CodeRange, IMDS_FWD_RANGES>& r) {

@@ -218,19 +218,8 @@ std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
       "raw_tp/kfree_skb: ip_forward and ip6_forward not both found in /proc/kallsyms (addresses read as zeros "
       "without CAP_SYSLOG under kptr_restrict), or in more than {} parts: every dropped packet's headers will be read",
       ranges.size());
-  ranges = {};
   ranges[0] = {0, UINT64_MAX};
   return ranges;
-}
-
-// Writes each value over its placeholder in prog's code (every copy: a
-// compiler may duplicate the block that holds one); false if one is missing.
-bool WriteImmediates(bpf_program* prog, const std::vector<std::pair<uint64_t, uint64_t>>& placeholder_values) {
-  const bpf_insn* code = bpf_program__insns(prog);
-  std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(prog));
-  for (const auto& [placeholder, value] : placeholder_values)
-    if (WriteImm64(insns, placeholder, value) < 1) return false;
-  return bpf_program__set_insns(prog, insns.data(), insns.size()) == 0;
 }
 
 // How many pages of code the attached filters' JIT images touch: 1 when
@@ -379,11 +368,8 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
     bpf_program__set_autoattach(prog, false);
   }
-  bpf_program* kfree_work = kfree == KfreeHook::kReason   ? progs->imds_kfree_skb_work
-                            : kfree == KfreeHook::kCaller ? progs->imds_kfree_raw_work
-                                                          : nullptr;
-  for (bpf_program* work : {progs->imds_kfree_skb_work, progs->imds_kfree_raw_work})
-    if (work != kfree_work) bpf_program__set_autoload(work, false);
+  bpf_program__set_autoload(progs->imds_kfree_skb_work, kfree == KfreeHook::kReason);
+  bpf_program__set_autoload(progs->imds_kfree_raw_work, kfree == KfreeHook::kCaller);
   const char* kfree_hook = kfree == KfreeHook::kReason ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
   int err = ReuseMaps(probes->filters_, probes->skel_);
   if (!err) err = imdswatch_bpf::load(probes->skel_);
@@ -404,8 +390,8 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
       {maps->ingress_work, progs->imds_ingress_work},
       {maps->next_egress_window, progs->imds_egress_more},
       {maps->next_ingress_window, progs->imds_ingress_more},
-      {maps->kfree_work, kfree == KfreeHook::kReason ? kfree_work : nullptr},
-      {maps->kfree_raw_work, kfree == KfreeHook::kCaller ? kfree_work : nullptr},
+      {maps->kfree_work, kfree == KfreeHook::kReason ? progs->imds_kfree_skb_work : nullptr},
+      {maps->kfree_raw_work, kfree == KfreeHook::kCaller ? progs->imds_kfree_raw_work : nullptr},
   };
   for (const auto& call : tail_calls) {
     if (!call.prog) continue;  // the other kfree_skb hook, or none

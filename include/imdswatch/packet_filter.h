@@ -15,6 +15,8 @@
 #include "imdswatch/endpoint.h"
 #include "imdswatch/kernel_symbols.h"
 
+struct bpf_program;
+
 namespace imdswatch {
 
 // Distinct ports and addresses per family, in the order first seen.
@@ -27,6 +29,10 @@ uint64_t WatchedAddrBits(const std::vector<Endpoint>& endpoints);
 // Writes value over every ld_imm64 of placeholder (a plain constant, not a
 // map or BTF reference); returns how many it wrote.
 int WriteImm64(std::vector<bpf_insn>& insns, uint64_t placeholder, uint64_t value);
+
+// Writes each value over its placeholder (WriteImm64) in prog's code, before
+// load; false if one is missing.
+bool WriteImmediates(bpf_program* prog, const std::vector<std::pair<uint64_t, uint64_t>>& placeholder_values);
 
 // (placeholder, value) of each IMDS_FWD*_PLACEHOLDER for these ranges. The
 // filter stops at an empty range 2, so used ranges come first.

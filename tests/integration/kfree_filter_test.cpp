@@ -40,11 +40,7 @@ class RawDropFilter : public ::testing::Test {
     bpf_program* filter = skel_->progs.imds_kfree_raw;
     bpf_program__set_autoload(filter, true);
     bpf_program__set_autoload(skel_->progs.imds_kfree_raw_work, true);
-    const bpf_insn* code = bpf_program__insns(filter);
-    std::vector<bpf_insn> insns(code, code + bpf_program__insn_cnt(filter));
-    for (const auto& [placeholder, value] : ForwardingImmediates(ranges))
-      ASSERT_GE(WriteImm64(insns, placeholder, value), 1) << std::hex << placeholder;
-    ASSERT_EQ(bpf_program__set_insns(filter, insns.data(), insns.size()), 0);
+    ASSERT_TRUE(WriteImmediates(filter, ForwardingImmediates(ranges)));  // each placeholder found and written
     ASSERT_EQ(imdswatch_bpf::load(skel_), 0);
     const uint32_t key = 0;
     const int work = bpf_program__fd(skel_->progs.imds_kfree_raw_work);
