@@ -1,6 +1,10 @@
 #include "imdswatch/pipeline.h"
 
+#include <linux/capability.h>
 #include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "imdswatch/preflight.h"
 
@@ -64,6 +68,9 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   probe_options.delivery = delivery;
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;
+  // CAP_SYSLOG (deploy/components/kernel-before-5.17) was for reading the
+  // forwarding code's addresses in /proc/kallsyms at load: not kept after.
+  if (!DropCapability(CAP_SYSLOG)) spdlog::warn("could not give up CAP_SYSLOG: {}", std::strerror(errno));
   for (const auto& name : p->probes_->attached()) spdlog::info("attached {} at {}", name, p->cgroup_root_);
   if (p->kube_ && !p->kube_->Start()) {
     *error = "the Kubernetes API client did not start (see the log above)";

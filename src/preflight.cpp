@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 
@@ -62,6 +63,19 @@ std::vector<std::string> MissingCapabilities() {
       missing.push_back(std::string(need.name) + " is missing (needed to " + need.why + ")");
   }
   return missing;
+}
+
+bool DropCapability(int cap) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  const uint32_t bit = 1u << (cap % 32);
+  auto& set = data[cap / 32];
+  if (!((set.effective | set.permitted | set.inheritable) & bit)) return true;
+  set.effective &= ~bit;
+  set.permitted &= ~bit;
+  set.inheritable &= ~bit;
+  return syscall(SYS_capset, &header, data) == 0;
 }
 
 std::string CheckKernelBtf(const std::string& btf_path) {

@@ -215,8 +215,10 @@ std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
     return ranges;
   }
   spdlog::warn(
-      "raw_tp/kfree_skb: ip_forward and ip6_forward not both found in /proc/kallsyms (addresses read as zeros "
-      "without CAP_SYSLOG under kptr_restrict), or in more than {} parts: every dropped packet's headers will be read",
+      "raw_tp/kfree_skb: ip_forward and ip6_forward not both found in /proc/kallsyms, or in more than {} parts: "
+      "every dropped packet's headers will be read (addresses read as zeros without CAP_SYSLOG unless "
+      "kptr_restrict=0 and perf_event_paranoid<=1; the DaemonSet grants it with the component "
+      "deploy/components/kernel-before-5.17)",
       ranges.size());
   ranges[0] = {0, UINT64_MAX};
   return ranges;

@@ -20,6 +20,11 @@ const std::vector<CapabilityNeed>& RequiredCapabilities();
 // Empty when everything is present; otherwise one message per problem.
 std::vector<std::string> MissingCapabilities();
 
+// Gives up cap (effective, permitted and inheritable sets) if the process
+// holds it; true when it is not held afterwards. For a capability needed
+// only while the programs load.
+bool DropCapability(int cap);
+
 // "" when the kernel exposes BTF; otherwise why CO-RE cannot work.
 std::string CheckKernelBtf(const std::string& btf_path = "/sys/kernel/btf/vmlinux");
 

@@ -14,7 +14,10 @@ namespace. Then:
 - an IMDSv2 token PUT and two credential GETs by curl to a loopback metadata stand-in (tests/fixtures/
   imds_standin.py, watched with --endpoint) are counted on the ServiceMonitor's metrics path;
 - each capability is needed: the BPF object loads (bpftool) with the three, and the kernel refuses it
-  without any one of them.
+  without any one of them;
+- the optional CAP_SYSLOG of deploy/components/kernel-before-5.17 gives the raw_tp kfree_skb filter (kernels
+  before 5.17, forced with --forwarding-drops.raw-tp) the forwarding code's addresses, and the agent gives it
+  up once loaded; without it the agent says the addresses were hidden.
 
 Without root/BPF it is skipped (exit 77), or fails with CI=true.
 """
@@ -32,6 +35,7 @@ import kernellib as k  # noqa: E402
 from check_manifests import container, parse_args  # noqa: E402
 
 NODE = "node-cap"
+SYSLOG_COMPONENT = "components/kernel-before-5.17"
 
 
 class CapabilitiesTest(unittest.TestCase):
@@ -87,21 +91,26 @@ class CapabilitiesTest(unittest.TestCase):
                 target = os.path.join(cls.work, "root", target.lstrip("/"))
                 os.makedirs(target)
             cls.mounts.append((host, target, m["mountPath"]))
-        args = parse_args(cls.c["args"])
+        cls.env = {}
+        for e in cls.c["env"]:
+            if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                cls.env[e["name"]] = NODE
+        assert "NODE_NAME" in cls.env
         cls.port = k.free_port()
+        cls.agent = cls._start_agent(cls.caps, cls.port, "agent.log")
+
+    @classmethod
+    def _start_agent(cls, caps, port, log, extra_args=()):
+        """The DaemonSet's container with these capabilities, listening on port; returns once ready."""
         argv = [d.agent_binary()]
-        for flag, value in args.items():
+        for flag, value in parse_args(cls.c["args"]).items():
             if flag == "--web.listen-address":
-                value = f"127.0.0.1:{cls.port}"
+                value = f"127.0.0.1:{port}"
             elif flag == "--cgroup-root":
                 value = next(t for _, t, m in cls.mounts if m == value)
             argv += [flag] if value is None else [f"{flag}={value}"]
         argv += [f"--kube-api-server=http://127.0.0.1:{cls.kube_port}", f"--endpoint=127.0.0.1:{cls.imds_port}"]
-        env = {}
-        for e in cls.c["env"]:
-            if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
-                env[e["name"]] = NODE
-        assert "NODE_NAME" in env
+        argv += list(extra_args)
         # private mount namespace: read-only binds of the hostPath volumes, read-only root, then the caps
         script = ["set -e"]
         for host, target, _ in cls.mounts:
@@ -109,19 +118,19 @@ class CapabilitiesTest(unittest.TestCase):
         if cls.c["securityContext"]["readOnlyRootFilesystem"]:
             script.append("mount -o remount,bind,ro /")
         script.append('exec "$@"')
-        cls.argv = argv
-        cls.agent = k.Proc(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script),
-                            "sh"] + k.capsh_exactly(cls.caps, argv),
-                           log=os.path.join(cls.work, "agent.log"), env=env, cleanup=c)
-        base = f"http://127.0.0.1:{cls.port}"
+        agent = k.Proc(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script),
+                        "sh"] + k.capsh_exactly(caps, argv),
+                       log=os.path.join(cls.work, log), env=cls.env, cleanup=cls.cleanup)
+        base = f"http://127.0.0.1:{port}"
         readiness = cls.c["readinessProbe"]["httpGet"]["path"]
         try:
-            k.wait_for(lambda: not cls.agent.running() or k.http_get(base + readiness)[0] == 200, 30,
+            k.wait_for(lambda: not agent.running() or k.http_get(base + readiness)[0] == 200, 30,
                        "the agent's readiness probe")
         except TimeoutError:
-            raise AssertionError("agent not ready:\n" + cls.agent.log())
-        if not cls.agent.running():
-            raise AssertionError("agent exited:\n" + cls.agent.log())
+            raise AssertionError("agent not ready:\n" + agent.log())
+        if not agent.running():
+            raise AssertionError("agent exited:\n" + agent.log())
+        return agent
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -188,6 +197,37 @@ class CapabilitiesTest(unittest.TestCase):
             raise AssertionError("not counted:\n" + k.http_get(self.url(path))[1] + self.agent.log())
         for call in ("token", "credentials_list", "credentials"):
             self.assertEqual(k.total(samples, "imds_requests_total", call=call, client="curl", outcome="ok"), 1, call)
+
+    def test_syslog_of_the_kernel_component_is_used_at_load_then_given_up(self):
+        """Kernels before 5.17 (forced here with --forwarding-drops.raw-tp): with the component's CAP_SYSLOG the
+        raw_tp filter gets the forwarding code's addresses from /proc/kallsyms, and the agent then holds the
+        base's capabilities only; with the base alone the addresses read as zeros and the agent says so."""
+        _, c = container(d.render_kustomize_python(d.DEPLOY, components=[SYSLOG_COMPONENT]))
+        caps = [k.k8s_cap_name(x) for x in c["securityContext"]["capabilities"]["add"]]
+        self.assertEqual(sorted(caps), sorted(self.caps + ["cap_syslog"]))
+        found = r"only drops called from ip_forward and ip6_forward \(\d code ranges\) are read"
+        hidden = r"ip_forward and ip6_forward not both found in /proc/kallsyms"
+        # the kernel's rule (kallsyms_show_value): 2 hides from everyone; 0 shows everyone when perf allows
+        sysctl = {}
+        for name in ("kptr_restrict", "perf_event_paranoid"):
+            with open(f"/proc/sys/kernel/{name}") as f:
+                sysctl[name] = int(f.read())
+        restrict, paranoid = sysctl["kptr_restrict"], sysctl["perf_event_paranoid"]
+        for name, with_caps, expect in (("syslog", caps, hidden if restrict >= 2 else found),
+                                        ("base", self.caps, found if restrict == 0 and paranoid <= 1 else hidden)):
+            with self.subTest(caps=name):
+                agent = self._start_agent(with_caps, k.free_port(), f"agent-{name}.log",
+                                          ["--forwarding-drops.raw-tp"])
+                try:
+                    log = agent.log()
+                    self.assertRegex(log, expect)
+                    self.assertRegex(log, r"attached \S*imds_kfree_raw\S* at ")
+                    status = k.proc_status(agent.pid)
+                    self.assertEqual(int(status["CapBnd"], 16), k.cap_mask(with_caps))
+                    for field in ("CapEff", "CapPrm", "CapInh"):
+                        self.assertEqual(int(status[field], 16), k.cap_mask(self.caps), f"{field} {status[field]}")
+                finally:
+                    agent.stop()
 
     def test_each_capability_is_needed(self):
         obj = os.path.join(d.binary_dir(), "bpf", "imdswatch.bpf.o")

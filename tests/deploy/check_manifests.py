@@ -2,7 +2,7 @@
 """Kubernetes manifests (deploy/): they parse; the kustomize base renders (the same as `kubectl kustomize`
 where kubectl exists); RBAC is get/list/watch on pods only; the DaemonSet is least privilege with exactly the
 capabilities README.md's "Privileges" section and src/preflight.cpp's RequiredCapabilities name (SYS_RESOURCE
-only through the kernel-before-5.11 component); every flag, port and path it references exists in the agent
+only through the kernel-before-5.11 component, the optional SYSLOG through kernel-before-5.17); every flag, port and path it references exists in the agent
 (`imdswatch --help`, README.md, src/http_server.cpp); Service, ServiceMonitor and rules agree on port, path
 and job. CTest: deploy_manifests."""
 import os
@@ -17,11 +17,13 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as d  # noqa: E402
 
-COMPONENT = "components/kernel-before-5.11"
+# the capability each kernel component adds, and the kernel before which it is needed
+COMPONENTS = {"SYS_RESOURCE": ("components/kernel-before-5.11", "5.11"),
+              "SYSLOG": ("components/kernel-before-5.17", "5.17")}
 
 
 def documented_capabilities():
-    """README.md "## Privileges": {CAP_X: conditional?}."""
+    """README.md "## Privileges": {CAP_X: (the kernel before which only it is needed, or None; optional?)}."""
     with open(os.path.join(d.REPO, "README.md")) as f:
         text = f.read()
     m = re.search(r"^## Privileges\s*$(.*?)(?=^## )", text, re.S | re.M)
@@ -29,8 +31,10 @@ def documented_capabilities():
     section = m.group(1)
     caps = {}
     for cap in re.finditer(r"`(CAP_[A-Z_]+)`", section):
-        before = section[max(0, cap.start() - 40):cap.start()]
-        caps[cap.group(1)] = "before" in before and "5.11" in before
+        # what its own clause says before it: the text since the last ")" or sentence end
+        before = re.split(r"\)|\. ", section[max(0, cap.start() - 80):cap.start()])[-1]
+        kernel = re.search(r"before (\d+\.\d+)", before)
+        caps.setdefault(cap.group(1), (kernel.group(1) if kernel else None, "optional" in before))
     return caps
 
 
@@ -100,13 +104,15 @@ class ManifestsTest(unittest.TestCase):
         if not shutil.which("kubectl"):
             self.skipTest("kubectl not installed: the Python renderer alone is checked")
         self.assertEqual(d.by_kind_name(d.kubectl_kustomize(d.DEPLOY)), d.by_kind_name(self.docs))
+        components = [component for component, _ in COMPONENTS.values()]
         with tempfile.TemporaryDirectory() as tmp:
             with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
                 yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                                 "resources": [os.path.relpath(d.DEPLOY, tmp)],
-                                "components": [os.path.relpath(os.path.join(d.DEPLOY, COMPONENT), tmp)]}, f)
+                                "components": [os.path.relpath(os.path.join(d.DEPLOY, c), tmp)
+                                               for c in components]}, f)
             self.assertEqual(d.by_kind_name(d.kubectl_kustomize(tmp)),
-                             d.by_kind_name(d.render_kustomize_python(d.DEPLOY, components=[COMPONENT])))
+                             d.by_kind_name(d.render_kustomize_python(d.DEPLOY, components=components)))
 
     def test_rbac_is_get_list_watch_on_pods_only(self):
         role = d.find(self.docs, "ClusterRole", "imdswatch")
@@ -121,18 +127,22 @@ class ManifestsTest(unittest.TestCase):
 
     def test_capabilities_are_exactly_the_documented_ones(self):
         documented = documented_capabilities()
-        self.assertEqual(set(documented), preflight_capabilities(),
+        required = {c for c, (_, optional) in documented.items() if not optional}
+        self.assertEqual(required, preflight_capabilities(),
                          "README.md Privileges and src/preflight.cpp RequiredCapabilities disagree")
-        always = {c[len("CAP_"):] for c, conditional in documented.items() if not conditional}
-        conditional = {c[len("CAP_"):] for c, cond in documented.items() if cond}
-        self.assertEqual(conditional, {"SYS_RESOURCE"})
+        self.assertEqual({c for c, (_, optional) in documented.items() if optional}, {"CAP_SYSLOG"})
+        always = {c[len("CAP_"):] for c, (kernel, _) in documented.items() if not kernel}
+        conditional = {c[len("CAP_"):]: kernel for c, (kernel, _) in documented.items() if kernel}
+        self.assertEqual(conditional, {cap: kernel for cap, (_, kernel) in COMPONENTS.items()})
         caps = self.c["securityContext"]["capabilities"]
         self.assertEqual(caps["drop"], ["ALL"])
         self.assertEqual(sorted(caps["add"]), sorted(always))
         self.assertEqual(len(caps["add"]), len(set(caps["add"])))
-        # kernels before 5.11: the component adds exactly SYS_RESOURCE
-        _, c = container(d.render_kustomize_python(d.DEPLOY, components=[COMPONENT]))
-        self.assertEqual(sorted(c["securityContext"]["capabilities"]["add"]), sorted(always | conditional))
+        # each kernel component adds exactly its capability
+        for cap, (component, _) in COMPONENTS.items():
+            with self.subTest(component=component):
+                _, c = container(d.render_kustomize_python(d.DEPLOY, components=[component]))
+                self.assertEqual(sorted(c["securityContext"]["capabilities"]["add"]), sorted(always | {cap}))
 
     def test_each_capability_says_why(self):
         with open(os.path.join(d.DEPLOY, "daemonset.yaml")) as f:
