@@ -18,7 +18,8 @@
 //   bench_ctl testrun --prog NAME=ID ... [--repeat 1000000] [--runs 5]
 //       BPF_PROG_TEST_RUN of cgroup_skb programs on synthesized packets; prints
 //       one JSON object per (program, packet): the kernel's mean ns per run of
-//       each run, in the order they were made (programs interleaved per run).
+//       each run ("ns", whole ns) and the call's wall clock per run ("wall_ns"),
+//       in the order they were made (programs interleaved per run).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
