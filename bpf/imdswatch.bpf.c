@@ -1287,12 +1287,37 @@ int imds_sockops_any(struct bpf_sock_ops *ops)
 	return sockops_addr_then_work(ops);
 }
 
+/* Does a segment from or to a maybe-watched peer need the work: payload,
+ * or an inbound RST? Most of a metadata connection's segments are bare
+ * ACKs, which would take the tail call and the exact address test only to
+ * be turned away (the work's parse_segment tests the same). Headers out of
+ * the linear part: yes, the work reads them. */
+static __always_inline bool skb_needs_work(struct __sk_buff *skb, bool in)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcp_head *th;
+	__u32 ip_len = 40;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 1 > data_end)
+			return true;
+		ip_len = (*(__u8 *)data & 0x0f) * 4;
+	}
+	th = data + ip_len;
+	if ((void *)(th + 1) > data_end)
+		return true;
+	if (in && (th->flags & 0x04))
+		return true;
+	return skb->len > ip_len + (th->doff_res >> 4) * 4;
+}
+
 /* Every endpoint on port 80: one compare with an immediate for other
  * traffic; most other hosts' port 80 stops at the address bit. */
 SEC("cgroup_skb/egress")
 int imds_egress(struct __sk_buff *skb)
 {
-	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb))
+	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb) || !skb_needs_work(skb, false))
 		return 1;
 	return to_work(skb, &egress_work);
 }
@@ -1300,7 +1325,7 @@ int imds_egress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int imds_ingress(struct __sk_buff *skb)
 {
-	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb))
+	if (skb->remote_port != SKB_PORT(PORT80_BE) || !skb_addr_maybe(skb) || !skb_needs_work(skb, true))
 		return 1;
 	return to_work(skb, &ingress_work);
 }
@@ -1309,7 +1334,7 @@ int imds_ingress(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int imds_egress_any(struct __sk_buff *skb)
 {
-	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb))
+	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb) || !skb_needs_work(skb, false))
 		return 1;
 	return to_work(skb, &egress_work);
 }
@@ -1317,7 +1342,7 @@ int imds_egress_any(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int imds_ingress_any(struct __sk_buff *skb)
 {
-	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb))
+	if (!port_listed(SKB_PORT_BE16(skb->remote_port)) || !skb_addr_maybe(skb) || !skb_needs_work(skb, true))
 		return 1;
 	return to_work(skb, &ingress_work);
 }
