@@ -178,10 +178,15 @@ TEST_F(KubeApiFaultTest, AgentServesThroughEveryFaultAndRecoversWithoutRestart) 
     ASSERT_TRUE(agent.process().Running()) << ReadFile(agent.log_file());
     const double up_during = SumOf(s, "imdswatch_kube_api_up");
     const std::string counted = Delta(before, Errors(s));
-    if (f.api_down) EXPECT_EQ(up_during, 0) << "API reported up during " << f.name;
-    if (!f.reason.empty())
+    if (f.api_down) {
+      EXPECT_EQ(up_during, 0) << "API reported up during " << f.name;
+    }
+    if (!f.reason.empty()) {
       EXPECT_GT(Errors(s)[f.reason], before.count(f.reason) ? before.at(f.reason) : 0) << "counted: " << counted;
-    if (f.names_during) EXPECT_GE(SumOf(s, "imds_requests_total", fresh.Labels()), 1);
+    }
+    if (f.names_during) {
+      EXPECT_GE(SumOf(s, "imds_requests_total", fresh.Labels()), 1);
+    }
     // What the agent knows keeps working: the known pod's call keeps its names.
     s = call_known();
     const bool kept = SumOf(s, "imds_requests_total", known.Labels()) == known_calls;
