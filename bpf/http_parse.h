@@ -16,7 +16,13 @@
  *
  * The includer defines, before including this file:
  *   IMDS_LOAD(ctx, off, buf, n)   copy n payload bytes at off into buf, 0 on success
- *   imds_on_request(void *ctx, struct imds_req_parser *p)   a head completed
+ *   imds_on_request(void *ctx, struct imds_req_parser *p, const __u8 *buf, __u32 ua_from)
+ *                                 a head completed; its path and User-Agent
+ *                                 are in p (buf NULL: the byte-at-a-time
+ *                                 parser), or still in the fast path's buf:
+ *                                 the path at 4, the User-Agent at ua_from
+ *                                 (p->path_len and p->ua_len long, cut to
+ *                                 IMDS_PATH_MAX and IMDS_UA_MAX)
  *   imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)
  *   imds_on_parse_error(void *ctx, __u8 reason, __u8 direction)
  * and IMDS_PARSER_INLINE (always_inline in BPF) and IMDS_PARSER_OUTLINE
@@ -234,10 +240,12 @@ static IMDS_PARSER_INLINE void imds_req_skip(struct imds_req_parser *p, __u32 n)
 		imds_req_reset(p);
 }
 
-/* The blank line that ends a request head was read. */
-static IMDS_PARSER_INLINE void imds_req_head_done(void *ctx, struct imds_req_parser *p)
+/* The blank line that ends a request head was read (buf, ua_from: as
+ * imds_on_request takes them). */
+static IMDS_PARSER_INLINE void imds_req_head_done(void *ctx, struct imds_req_parser *p, const __u8 *buf,
+						  __u32 ua_from)
 {
-	imds_on_request(ctx, p);
+	imds_on_request(ctx, p, buf, ua_from);
 	p->seq++;
 	if (p->body_left > 0)
 		p->phase = IMDS_PH_BODY;
@@ -314,7 +322,7 @@ static IMDS_PARSER_INLINE __u32 imds_parse_request(void *ctx, struct imds_req_pa
 		case IMDS_PH_HDR_NAME:
 			if (imds_header_name_byte(c, &p->phase, &p->line_len, &p->name_hash,
 						  &p->header)) {
-				imds_req_head_done(ctx, p);
+				imds_req_head_done(ctx, p, NULL, 0);
 				break;
 			}
 			if (p->phase == IMDS_PH_HDR_VALUE) {
@@ -776,6 +784,22 @@ static IMDS_PARSER_OUTLINE void imds_fast_copy(char *dst, __u32 cap, const __u8 
 	}
 }
 
+/* What a request's record holds of its path and User-Agent (IMDS_PATH_MAX
+ * and IMDS_UA_MAX bytes), from where imds_on_request says they are: the
+ * fast path's buf, zeros after them (the bytes that follow there are other
+ * headers' values), or the parser's own buffers. */
+static IMDS_PARSER_INLINE void imds_request_text(char *path, char *ua, const struct imds_req_parser *p,
+						 const __u8 *buf, __u32 ua_from)
+{
+	if (buf) {
+		imds_fast_copy(path, IMDS_PATH_MAX, buf, 4, p->path_len);
+		imds_fast_copy(ua, IMDS_UA_MAX, buf, ua_from, p->ua_len);
+	} else {
+		__builtin_memcpy(path, p->path, IMDS_PATH_MAX);
+		__builtin_memcpy(ua, p->ua, IMDS_UA_MAX);
+	}
+}
+
 /* Headers a head named, as bits. */
 #define IMDS_FAST_SEEN(h) (1u << (h))
 
@@ -927,19 +951,20 @@ static IMDS_PARSER_INLINE __u32 imds_fast_request(void *ctx, struct imds_req_par
 	ua_len = IMDS_BOUND(IMDS_MEM(f->ua_len), IMDS_FAST_MAX - 1);
 	if (path_end < 4 || path_end > 4 + IMDS_PATH_MAX)
 		return 0;
-	/* what the other parser would hold at the blank line */
+	/* what the other parser would hold at the blank line, but for the path
+	 * and User-Agent: the request's record takes them from buf, and the
+	 * connection's state is not written with them (in the kernel, three
+	 * lines of a slot last touched one request ago) */
 	p->start_ns = now;
 	p->method[0] = method;
 	p->method[1] = method == 'G' ? 'E' : 'U';
 	p->method[2] = 'T';
 	p->method_len = 3;
 	p->path_len = path_end - 4;
-	imds_fast_copy(p->path, IMDS_PATH_MAX, buf, 4, path_end - 4);
 	p->ua_len = ua_len < 255 ? ua_len : 255;
-	imds_fast_copy(p->ua, IMDS_UA_MAX, buf, ua_from, ua_len < IMDS_UA_MAX ? ua_len : IMDS_UA_MAX);
 	p->flags = flags;
 	p->body_left = IMDS_MEM(f->body);
-	imds_req_head_done(ctx, p);
+	imds_req_head_done(ctx, p, buf, ua_from);
 	return head;
 }
 

@@ -51,7 +51,7 @@ const volatile __u32 wakeup_bytes = 0;
 #define IMDS_PARSER_OUTLINE __noinline
 struct imds_req_parser;
 struct imds_resp_parser;
-static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p);
+static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p, const __u8 *buf, __u32 ua_from);
 static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns);
 static __always_inline void imds_on_parse_error(void *ctx, __u8 reason, __u8 direction);
 struct seg_ctx;
@@ -338,7 +338,9 @@ struct seg_ctx {
 	__u64 now;
 };
 
-static __noinline int emit_request(struct seg_ctx *c)
+/* buf, ua_from: where the fast path left the path and User-Agent, or NULL
+ * (they are in the parser's state): as imds_on_request takes them. */
+static __noinline int emit_request(struct seg_ctx *c, const __u8 *buf, __u32 ua_from)
 {
 	struct imds_sock *s = c->s;
 	struct imds_request_event *e;
@@ -359,8 +361,7 @@ static __noinline int emit_request(struct seg_ctx *c)
 	e->path_len = p->path_len < IMDS_PATH_MAX ? p->path_len : IMDS_PATH_MAX;
 	e->ua_len = p->ua_len < IMDS_UA_MAX ? p->ua_len : IMDS_UA_MAX;
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-	__builtin_memcpy(e->path, p->path, sizeof(e->path));
-	__builtin_memcpy(e->ua, p->ua, sizeof(e->ua));
+	imds_request_text(e->path, e->ua, p, buf, ua_from);
 	submit(e);
 	return 0;
 }
@@ -423,9 +424,9 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 	return 0;
 }
 
-static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p)
+static __always_inline void imds_on_request(void *ctx, struct imds_req_parser *p, const __u8 *buf, __u32 ua_from)
 {
-	emit_request(ctx);
+	emit_request(ctx, buf, ua_from);
 }
 
 static __always_inline void imds_on_response(void *ctx, struct imds_resp_parser *p, __u64 end_ns)

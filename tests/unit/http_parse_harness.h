@@ -14,7 +14,7 @@
 #define IMDS_PARSER_OUTLINE inline
 struct imds_req_parser;
 struct imds_resp_parser;
-void imds_on_request(void* ctx, struct imds_req_parser* p);
+void imds_on_request(void* ctx, struct imds_req_parser* p, const __u8* buf, __u32 ua_from);
 void imds_on_response(void* ctx, struct imds_resp_parser* p, __u64 end_ns);
 void imds_on_parse_error(void* ctx, __u8 reason, __u8 direction);
 int imds_test_load(void* ctx, __u32 off, __u8* buf, __u32 n);
@@ -32,6 +32,8 @@ struct ParsedRequest {
   uint8_t flags;
   uint32_t seq;
   uint64_t start_ns;
+  // the path and User-Agent fields of the kernel's record, whole (imds_request_text)
+  std::string record_path, record_ua;
 };
 
 struct ParsedResponse {

@@ -416,18 +416,17 @@ TEST(HttpParseFast, CredentialsTailsAgreeWithByteAtATime) {
 }
 
 TEST(HttpParseFast, NeverCopiesMoreThanThePathAndUserAgent) {
-  // a short path and User-Agent followed by the token: the parser's whole
-  // path and User-Agent buffers (what the kernel copies into its records)
-  // must not hold a byte of it
+  // a short path and User-Agent followed by the token in the fast path's
+  // buffer: the record's whole path and User-Agent fields (which the kernel
+  // fills from that buffer) must not hold a byte of it
   ParseHarness h;
   h.Send(std::string("GET / HTTP/1.1\r\nUser-Agent: a\r\nX-aws-ec2-metadata-token: ") + kCanary + kCanary +
          kCanary + "\r\n\r\n");
   ASSERT_EQ(h.fast_heads[0], 1u);
   ASSERT_EQ(h.requests.size(), 1u);
   EXPECT_EQ(h.requests[0].flags & IMDS_REQ_HAS_TOKEN, IMDS_REQ_HAS_TOKEN);
-  const std::string path(h.req.path, sizeof(h.req.path)), ua(h.req.ua, sizeof(h.req.ua));
-  EXPECT_EQ(path, std::string("/") + std::string(sizeof(h.req.path) - 1, '\0'));
-  EXPECT_EQ(ua, std::string("a") + std::string(sizeof(h.req.ua) - 1, '\0'));
+  EXPECT_EQ(h.requests[0].record_path, std::string("/") + std::string(IMDS_PATH_MAX - 1, '\0'));
+  EXPECT_EQ(h.requests[0].record_ua, std::string("a") + std::string(IMDS_UA_MAX - 1, '\0'));
 }
 
 }  // namespace
