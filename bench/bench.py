@@ -343,7 +343,10 @@ class Bench:
             add(phases["port80"], delta(s1, s2, ids))
             add(phases["metadata"], delta(s2, s3, ids))
         self.ctl.only()
-        raw = self.raw_kfree() if self.args.raw_kfree else None
+        # kfree_skb in both attach orders: the first agent's link cannot be detached (it ran first above)
+        second = {"imds_kfree_skb": self.kfree_second_agent(raw_tp=False)}
+        if self.args.raw_kfree:
+            second["imds_kfree_raw"] = self.kfree_second_agent(raw_tp=True)
         self.stats_enabled(False)
         self.results["live"] = phases
         hooks = ["connect4", "connect6", "sockops", "egress", "ingress", "kfree_skb"]
@@ -358,47 +361,52 @@ class Bench:
                     continue
                 ar, er = ans / acnt, ens / ecnt
                 note = " (attached by the agent itself: always first on the hook)" if f"imds_{h}" in self.kept else ""
-                if phase == "metadata":
-                    self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs)", "(info)")
+                if phase == "metadata" or note:  # a kept program's verdict: both orders, below
+                    self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
+                             "(info)")
                 else:
                     self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
                              "<= 1.2x empty", ar / er <= 1.2)
-        if raw is None:
-            return
-        if isinstance(raw, str):
-            self.row(sec, "other traffic: imds_kfree_raw (kernels < 5.17)", f"not measured: {raw}", "<= 1.2x empty", False)
-            return
-        self.results["live_raw_kfree"] = raw
-        (ans, acnt), (ens, ecnt) = raw["imds_kfree_raw"], raw["empty_kfree_skb"]
-        if acnt == 0 or ecnt == 0:
-            self.row(sec, "other traffic: imds_kfree_raw (kernels < 5.17)", f"no runs ({acnt}/{ecnt})", "", None)
-            return
-        ar, er = ans / acnt, ens / ecnt
-        self.row(sec, "other traffic: imds_kfree_raw ns/run (raw_tp: kernels < 5.17)",
-                 f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs) (a second agent, --forwarding-drops.raw-tp)",
-                 "<= 1.2x empty", ar / er <= 1.2)
+        self.results["live_kfree_second_agent"] = second
+        for prog, got in second.items():
+            what = "kfree_skb" if prog == "imds_kfree_skb" else "kfree_skb raw_tp (kernels < 5.17)"
+            label = f"other traffic: {prog} ns/run ({what}; a second agent, both attach orders)"
+            if isinstance(got, str):
+                self.row(sec, label, f"not measured: {got}", "<= 1.2x empty", False)
+                continue
+            (ans, acnt), (ens, ecnt) = got[prog], got["empty_kfree_skb"]
+            if acnt == 0 or ecnt == 0:
+                self.row(sec, label, f"no runs ({acnt}/{ecnt})", "", None)
+                continue
+            ar, er = ans / acnt, ens / ecnt
+            self.row(sec, label, f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs)", "<= 1.2x empty", ar / er <= 1.2)
 
-    def raw_kfree(self):
-        """kfree_skb as kernels before 5.17 hook it (raw_tp; its filter tests the caller's address): a second
-        agent started with --forwarding-drops.raw-tp beside the first, its imds_kfree_raw against the empty
-        raw_tp program on the same UDP drops, in both attach orders (its link cannot be detached, so the
-        empty program is attached before it starts, then again after). Returns name -> (ns, runs), or why not."""
+    def kfree_second_agent(self, raw_tp):
+        """kfree_skb's filter in both attach orders: a second agent beside the first (whose link cannot be
+        detached and is always first), its imds_kfree_skb (tp_btf, 5.17+) or, with raw_tp, imds_kfree_raw
+        (--forwarding-drops.raw-tp: kernels before 5.17 hook it so; its filter tests the caller's address)
+        against the empty raw_tp program on the same UDP drops: the empty program attached before the second
+        agent starts, then again after. Returns name -> (ns, runs), or why not."""
         port = free_port()
+        prog = "imds_kfree_raw" if raw_tp else "imds_kfree_skb"
+        flags = [x for x in self.args.agent_arg if x != "--forwarding-drops.raw-tp"]
+        if raw_tp:
+            flags.append("--forwarding-drops.raw-tp")
+        name = "agent-raw-kfree" if raw_tp else "agent-kfree"
         self.ctl.only("empty")
-        with open(os.path.join(self.out, "agent-raw-kfree.log"), "w") as logf:
-            agent = self.procs.start("agent-raw-kfree", [self.args.agent, "--no-kube", "--endpoint",
+        with open(os.path.join(self.out, f"{name}.log"), "w") as logf:
+            agent = self.procs.start(name, [self.args.agent, "--no-kube", "--endpoint",
                                      f"{self.imds_host}:{self.ports['imds']}", "--web.listen-address",
-                                     f"127.0.0.1:{port}", "--log-level", "warn", "--forwarding-drops.raw-tp"]
-                                     + [x for x in self.args.agent_arg if x != "--forwarding-drops.raw-tp"],
+                                     f"127.0.0.1:{port}", "--log-level", "warn"] + flags,
                                      stdout=logf, stderr=logf)
         try:
-            wait_healthy(agent, port, "the raw_tp agent", 90)
-            raw_id = next((i for i, n in agent_prog_ids(agent.pid).items() if n == "imds_kfree_raw"), None)
-            if raw_id is None:
-                return "the second agent holds no imds_kfree_raw"
-            ids = {"imds_kfree_raw": raw_id, "empty_kfree_skb": self.empty_ids["empty_kfree_skb"]}
+            wait_healthy(agent, port, f"the second agent ({prog})", 90)
+            prog_id = next((i for i, n in agent_prog_ids(agent.pid).items() if n == prog), None)
+            if prog_id is None:
+                return f"the second agent holds no {prog}"
+            ids = {prog: prog_id, "empty_kfree_skb": self.empty_ids["empty_kfree_skb"]}
             acc = {}
-            for reattach in (False, True):  # empty first, then the raw program first
+            for reattach in (False, True):  # empty first, then the second agent's first
                 if reattach:
                     self.ctl.only()
                     self.ctl.only("empty")
