@@ -775,29 +775,42 @@ struct tcp_head {
 	__u8 doff_res, flags;
 };
 
-static __always_inline int locate_payload(struct __sk_buff *skb, __u8 family, struct tcp_seg *seg)
+/* The TCP header where it nearly always is, in the linear part (TCP built
+ * it there, or pulled it before the socket filter): read in place, no
+ * helper call. NULL if it is not; *ip_len is the IP header's length. */
+static __always_inline struct tcp_head *linear_tcp_head(struct __sk_buff *skb, bool v4, __u32 *ip_len)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
+	struct tcp_head *th;
+
+	*ip_len = 40;
+	if (v4) {
+		if (data + 1 > data_end)
+			return NULL;
+		*ip_len = (*(__u8 *)data & 0x0f) * 4;
+	}
+	th = data + *ip_len;
+	if ((void *)(th + 1) > data_end)
+		return NULL;
+	return th;
+}
+
+static __always_inline int locate_payload(struct __sk_buff *skb, __u8 family, struct tcp_seg *seg)
+{
 	struct tcp_head *th, copy;
-	__u32 ip_len = 40;
+	__u32 ip_len;
 	__u8 b;
 
-	/* The headers are in the linear part (TCP built them there, or pulled
-	 * them before the socket filter): read in place, no helper call. */
-	if (family == AF_INET) {
-		if (data + 1 > data_end)
-			goto load;
-		ip_len = (*(__u8 *)data & 0x0f) * 4;
-	}
-	th = data + ip_len;
-	if ((void *)(th + 1) > data_end)
+	th = linear_tcp_head(skb, family == AF_INET, &ip_len);
+	if (!th)
 		goto load;
 	seg->seq = bpf_ntohl(th->seq);
 	seg->flags = th->flags;
 	b = th->doff_res;
 	goto found;
 load:
+	ip_len = 40;
 	if (family == AF_INET) {
 		if (bpf_skb_load_bytes(skb, 0, &b, 1))
 			return -1;
@@ -1295,18 +1308,10 @@ int imds_sockops_any(struct bpf_sock_ops *ops)
  * the linear part: yes, the work reads them. */
 static __always_inline bool skb_needs_work(struct __sk_buff *skb, bool in)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct tcp_head *th;
-	__u32 ip_len = 40;
+	__u32 ip_len;
+	struct tcp_head *th = linear_tcp_head(skb, skb->protocol == bpf_htons(ETH_P_IP), &ip_len);
 
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (data + 1 > data_end)
-			return true;
-		ip_len = (*(__u8 *)data & 0x0f) * 4;
-	}
-	th = data + ip_len;
-	if ((void *)(th + 1) > data_end)
+	if (!th)
 		return true;
 	if (in && (th->flags & 0x04))
 		return true;
