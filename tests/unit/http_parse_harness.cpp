@@ -8,15 +8,13 @@ using imdswatch::testing::ParseHarness;
 void imds_on_request(void* ctx, imds_req_parser* p, const __u8* buf, __u32 ua_from) {
   auto* h = static_cast<ParseHarness*>(ctx);
   imds_note_request(&h->resp, p);
-  // the fast path leaves them in its buffer, the byte-at-a-time parser in p
-  const char* path = buf ? reinterpret_cast<const char*>(buf) + 4 : p->path;
-  const char* ua = buf ? reinterpret_cast<const char*>(buf) + ua_from : p->ua;
+  // as the kernel's record takes them (from the fast path's buffer or p)
   char record_path[IMDS_PATH_MAX], record_ua[IMDS_UA_MAX];
   imds_request_text(record_path, record_ua, p, buf, ua_from);
-  h->requests.push_back({std::string(p->method, p->method_len),
-                         std::string(path, std::min<size_t>(p->path_len, IMDS_PATH_MAX)),
-                         std::string(ua, std::min<size_t>(p->ua_len, IMDS_UA_MAX)), p->flags, p->seq, p->start_ns,
-                         std::string(record_path, sizeof(record_path)), std::string(record_ua, sizeof(record_ua))});
+  h->requests.push_back(
+      {std::string(p->method, p->method_len), std::string(record_path, std::min<size_t>(p->path_len, IMDS_PATH_MAX)),
+       std::string(record_ua, std::min<size_t>(p->ua_len, IMDS_UA_MAX)), p->flags, p->seq, p->start_ns,
+       std::string(record_path, sizeof(record_path)), std::string(record_ua, sizeof(record_ua))});
 }
 
 void imds_on_response(void* ctx, imds_resp_parser* p, __u64 end_ns) {
