@@ -810,7 +810,6 @@ static __always_inline int locate_payload(struct __sk_buff *skb, __u8 family, st
 	b = th->doff_res;
 	goto found;
 load:
-	ip_len = 40;
 	if (family == AF_INET) {
 		if (bpf_skb_load_bytes(skb, 0, &b, 1))
 			return -1;
