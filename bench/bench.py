@@ -361,12 +361,10 @@ class Bench:
                     continue
                 ar, er = ans / acnt, ens / ecnt
                 note = " (attached by the agent itself: always first on the hook)" if f"imds_{h}" in self.kept else ""
-                if phase == "metadata" or note:  # a kept program's verdict: both orders, below
-                    self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
-                             "(info)")
-                else:
-                    self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
-                             "<= 1.2x empty", ar / er <= 1.2)
+                # metadata traffic has no target; a kept program's verdict comes from both orders, below
+                verdict = ("(info)",) if phase == "metadata" or note else ("<= 1.2x empty", ar / er <= 1.2)
+                self.row(sec, f"{label}: imds_{h} ns/run", f"{ar:.0f} vs {er:.0f} = {ar / er:.2f}x ({acnt} runs){note}",
+                         *verdict)
         self.results["live_kfree_second_agent"] = second
         for prog, got in second.items():
             what = "kfree_skb" if prog == "imds_kfree_skb" else "kfree_skb raw_tp (kernels < 5.17)"
