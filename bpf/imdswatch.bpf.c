@@ -59,8 +59,13 @@ static __always_inline int load_payload(struct seg_ctx *c, __u32 off, __u8 *buf,
 #define IMDS_LOAD(ctx, off, buf, n) load_payload((ctx), (off), (buf), (n))
 #include "http_parse.h"
 
+/* A closed connection's slot keeps its cookie, with this bit: its late
+ * segments still find it, and free and taken are one word, which a claim
+ * swaps atomically (sock_claim). Cookies count up from 1. */
+#define IMDS_SOCK_CLOSED (1ull << 63)
+
 struct imds_sock {
-	__u64 sock_id;
+	__u64 sock_id; /* first: a claim writes the rest after it (sock_claim) */
 	__u64 cgroup_id;
 	__u64 connect_ns;
 	__u32 tgid;
@@ -72,11 +77,12 @@ struct imds_sock {
 	__u8 family;
 	__u8 seq_valid; /* bit 0 tx, bit 1 rx */
 	__u8 close_flags;
-	__u8 closed;
 	char comm[IMDS_COMM_LEN];
 	struct imds_req_parser req;
 	struct imds_resp_parser resp;
 };
+
+_Static_assert(__builtin_offsetof(struct imds_sock, sock_id) == 0, "a claim resets the slot behind sock_id");
 
 /* Metadata connections' state, in a preallocated table of four-way sets
  * keyed by socket cookie. Socket storage was dearer: each connect paid two
@@ -120,7 +126,7 @@ static __always_inline struct imds_sock *sock_find_slot(__u64 cookie, __u32 *slo
 		return NULL;
 	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
 		s = sock_way(cookie, way);
-		if (s && s->sock_id == cookie) {
+		if (s && (s->sock_id & ~IMDS_SOCK_CLOSED) == cookie) {
 			*slot = sock_slot(cookie, way);
 			return s;
 		}
@@ -271,7 +277,7 @@ static __always_inline void fill_hdr(struct imds_event_hdr *h, const struct imds
 	h->dport = s->dport;
 	h->tgid = s->tgid;
 	h->ts_ns = now;
-	h->sock_id = s->sock_id;
+	h->sock_id = s->sock_id & ~IMDS_SOCK_CLOSED;
 	h->cgroup_id = s->cgroup_id;
 }
 
@@ -289,20 +295,23 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 }
 
 /* The exchange on this connection is over: what it counted, and how it
- * ended (`flags` adds to what the connection saw). Once only. */
+ * ended (`flags` adds to what the connection saw). Once only. The slot is
+ * marked closed last: from then on a connect on another CPU may take it,
+ * and the record would carry that connection's fields. */
 static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
 {
+	__u64 id = s->sock_id;
 	struct imds_close_event *e;
 
-	if (s->closed)
+	if (id & IMDS_SOCK_CLOSED)
 		return;
-	s->closed = 1;
 	/* The slot outlives the socket: the bytes a parse in flight keeps (a
 	 * credentials body's last 8, maybe of a Token) must not. */
 	s->req.tail = 0;
 	s->resp.tail = 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
+		s->sock_id = id | IMDS_SOCK_CLOSED;
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
@@ -313,6 +322,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	e->syn_rtos = s->rtos;
 	e->flags = s->close_flags | flags;
 	e->old_state = old_state;
+	s->sock_id = id | IMDS_SOCK_CLOSED;
 	submit(e);
 }
 
@@ -532,18 +542,43 @@ static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u1
  * once no handshake could still be going on. */
 #define HANDSHAKE_MAX_NS (130ull * 1000000000)
 
-static __always_inline bool slot_free(const struct imds_sock *s, __u64 now)
+static __always_inline bool slot_free(const struct imds_sock *s, __u64 id, __u64 now)
 {
-	return !s->sock_id || s->closed ||
-	       (!(s->close_flags & IMDS_CLOSE_ESTABLISHED) && now - s->connect_ns > HANDSHAKE_MAX_NS);
+	/* signed: a connect on another CPU may have taken the slot after this
+	 * one read the clock, and would read as a handshake 584 years old */
+	return !id || (id & IMDS_SOCK_CLOSED) ||
+	       (!(s->close_flags & IMDS_CLOSE_ESTABLISHED) && (__s64)(now - s->connect_ns) > (__s64)HANDSHAKE_MAX_NS);
 }
 
-/* A slot for a new connection: its own (a repeated connect), the first
- * free one, or else the oldest live connection's, whose state is lost
- * (counted). */
-static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now)
+/* Make a slot this connection's, if it still holds `seen`. Connect
+ * programs run preemptible, on any CPU: two may pick the same free slot,
+ * and without the swap the later store silently took the earlier
+ * connection's (its connect record sent, the rest of it never). The slot
+ * is then reset behind the cookie: connect_ns first, so it never reads as
+ * a handshake long gone. */
+static __always_inline bool slot_take(struct imds_sock *s, __u64 seen, __u64 cookie, __u64 now, bool cas)
 {
-	struct imds_sock *s = NULL, *free = NULL, *oldest = NULL;
+	if (cas) {
+		if (__sync_val_compare_and_swap(&s->sock_id, seen, cookie) != seen)
+			return false;
+	} else {
+		s->sock_id = cookie;
+	}
+	s->connect_ns = now;
+	s->cgroup_id = 0;
+	__builtin_memset((char *)s + __builtin_offsetof(struct imds_sock, tgid), 0,
+			 sizeof(*s) - __builtin_offsetof(struct imds_sock, tgid));
+	return true;
+}
+
+/* A slot for a new connection: its own (a repeated connect), a free one
+ * (one another CPU takes first is passed over), or else the oldest live
+ * connection's, whose state is lost (counted, as is a claim that loses
+ * every race). */
+static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now, bool cas)
+{
+	struct imds_sock *s = NULL, *oldest = NULL;
+	__u64 seen;
 
 	if (!cookie)
 		return NULL;
@@ -551,37 +586,38 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now)
 		s = sock_way(cookie, way);
 		if (!s)
 			return NULL;
-		if (s->sock_id == cookie)
-			return s;
-		if (!free && slot_free(s, now))
-			free = s;
+		seen = s->sock_id;
+		if ((seen & ~IMDS_SOCK_CLOSED) == cookie) /* live, or connecting again after a failure */
+			return !(seen & IMDS_SOCK_CLOSED) || slot_take(s, seen, cookie, now, cas) ? s : NULL;
 		if (!oldest || s->connect_ns < oldest->connect_ns)
 			oldest = s;
 	}
-	s = free;
-	if (!s) {
-		/* the agent forgets the connection now, rather than when it idles out */
-		s = oldest;
+	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
+		s = sock_way(cookie, way);
 		if (!s)
 			return NULL;
-		count_drop(IMDS_DROP_SOCK_EVICTED);
-		emit_close(s, s->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
-			   IMDS_CLOSE_EVICTED);
+		seen = s->sock_id;
+		if (slot_free(s, seen, now) && slot_take(s, seen, cookie, now, cas))
+			return s;
 	}
-	__builtin_memset(s, 0, sizeof(*s));
-	s->sock_id = cookie;
-	s->connect_ns = now;
-	return s;
+	if (!oldest)
+		return NULL;
+	/* the agent forgets the connection now, rather than when it idles out */
+	count_drop(IMDS_DROP_SOCK_EVICTED);
+	seen = oldest->sock_id;
+	emit_close(oldest, oldest->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
+		   IMDS_CLOSE_EVICTED);
+	return slot_take(oldest, seen | IMDS_SOCK_CLOSED, cookie, now, cas) ? oldest : NULL;
 }
 
 static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family, const __u32 *addr,
-					 __u16 port)
+					 __u16 port, bool cas)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct imds_connect_event *e;
 	struct imds_sock *s;
 
-	s = sock_claim(bpf_get_socket_cookie(ctx), now);
+	s = sock_claim(bpf_get_socket_cookie(ctx), now, cas);
 	if (!s)
 		return;
 	s->cgroup_id = bpf_get_current_cgroup_id();
@@ -621,19 +657,17 @@ static __always_inline void load_ip6(struct bpf_sock_addr *ctx, __u32 *addr)
 /* The connect work behind the filters (imds_connect4/6 below): the exact
  * endpoint test, then the socket's slot and its record. A v4-mapped
  * address (::ffff:a.b.c.d) on a dual-stack socket is the v4 endpoint. */
-SEC("cgroup/connect4")
-int imds_connect4_work(struct bpf_sock_addr *ctx)
+static __always_inline int track_connect4(struct bpf_sock_addr *ctx, bool cas)
 {
 	__u32 addr[4] = {ctx->user_ip4, 0, 0, 0};
 	__u16 port = ctx->user_port;
 
 	if (endpoint_match(AF_INET, addr, port))
-		track_socket(ctx, AF_INET, addr, port);
+		track_socket(ctx, AF_INET, addr, port, cas);
 	return 1;
 }
 
-SEC("cgroup/connect6")
-int imds_connect6_work(struct bpf_sock_addr *ctx)
+static __always_inline int track_connect6(struct bpf_sock_addr *ctx, bool cas)
 {
 	__u16 port = ctx->user_port;
 	__u32 addr[4];
@@ -643,12 +677,39 @@ int imds_connect6_work(struct bpf_sock_addr *ctx)
 		__u32 v4[4] = {addr[3], 0, 0, 0};
 
 		if (endpoint_match(AF_INET, v4, port))
-			track_socket(ctx, AF_INET, v4, port);
+			track_socket(ctx, AF_INET, v4, port, cas);
 		return 1;
 	}
 	if (endpoint_match(AF_INET6, addr, port))
-		track_socket(ctx, AF_INET6, addr, port);
+		track_socket(ctx, AF_INET6, addr, port, cas);
 	return 1;
+}
+
+/* Each in two builds, the loader loading one: with BPF_CMPXCHG (5.12+),
+ * and with a plain store where the verifier refuses the instruction even
+ * in dead code (5.10, 5.11: "BPF_STX uses reserved fields"). */
+SEC("cgroup/connect4")
+int imds_connect4_work(struct bpf_sock_addr *ctx)
+{
+	return track_connect4(ctx, true);
+}
+
+SEC("cgroup/connect6")
+int imds_connect6_work(struct bpf_sock_addr *ctx)
+{
+	return track_connect6(ctx, true);
+}
+
+SEC("cgroup/connect4")
+int imds_connect4_work_store(struct bpf_sock_addr *ctx)
+{
+	return track_connect4(ctx, false);
+}
+
+SEC("cgroup/connect6")
+int imds_connect6_work_store(struct bpf_sock_addr *ctx)
+{
+	return track_connect6(ctx, false);
 }
 
 /* ---- connection life (sockops) ---- */
@@ -1011,7 +1072,7 @@ __noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot, __u64 
 	struct imds_sock *s = bpf_map_lookup_elem(&imds_socks, &slot);
 	struct scratch *sc;
 
-	if (!s || s->sock_id != cookie)
+	if (!s || (s->sock_id & ~IMDS_SOCK_CLOSED) != cookie)
 		return 0;
 	sc = scratch_area(1);
 	if (sc)

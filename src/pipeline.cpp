@@ -65,6 +65,7 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   probe_options.ringbuf_bytes = config.ringbuf_bytes;
   probe_options.watch_forwarding = config.watch_forwarding;
   probe_options.forwarding_raw_tp = config.forwarding_raw_tp;
+  probe_options.plain_store_claim = config.plain_store_claim;
   probe_options.delivery = delivery;
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;

@@ -75,6 +75,26 @@ bool KfreeSkbHasReason() {
   return has;
 }
 
+// Does the verifier take BPF_CMPXCHG (5.12+)? A four-instruction program
+// swaps a stack slot; where the kernel refuses it, the claim of a
+// connection's slot falls back to a plain store (sock_claim).
+bool KernelHasCmpxchg() {
+  const bpf_insn insns[] = {
+      {.code = BPF_ST | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_10, .off = -8, .imm = 0},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_1, .src_reg = BPF_REG_10},
+      {.code = BPF_ALU64 | BPF_ADD | BPF_K, .dst_reg = BPF_REG_1, .imm = -8},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_2, .imm = 1},
+      {.code = BPF_STX | BPF_ATOMIC | BPF_DW, .dst_reg = BPF_REG_1, .src_reg = BPF_REG_2, .imm = BPF_CMPXCHG},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT},
+  };
+  const int fd = bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, nullptr, "GPL", insns, std::size(insns), nullptr);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
 // Writes every page the hooks will write, before they are attached. A
 // guest's fresh kernel pages may be backed by the host only at their first
 // write: here a connection slot's first use cost ~10 us in connect4, and
@@ -370,6 +390,18 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
     bpf_program__set_autoattach(prog, false);
   }
+  // the connect work that claims a slot with BPF_CMPXCHG, where the kernel has it
+  const bool cmpxchg = !options.plain_store_claim && KernelHasCmpxchg();
+  if (options.plain_store_claim)
+    spdlog::info("connection slots are claimed with a plain store (--connections.plain-store)");
+  else if (!cmpxchg)
+    spdlog::warn(
+        "no BPF_CMPXCHG (kernel before 5.12): connects on two CPUs at once may, rarely, take one "
+        "connection slot; the earlier connection is then lost after its connect record");
+  bpf_program__set_autoload(progs->imds_connect4_work, cmpxchg);
+  bpf_program__set_autoload(progs->imds_connect6_work, cmpxchg);
+  bpf_program__set_autoload(progs->imds_connect4_work_store, !cmpxchg);
+  bpf_program__set_autoload(progs->imds_connect6_work_store, !cmpxchg);
   bpf_program__set_autoload(progs->imds_kfree_skb_work, kfree == KfreeHook::kReason);
   bpf_program__set_autoload(progs->imds_kfree_raw_work, kfree == KfreeHook::kCaller);
   const char* kfree_hook = kfree == KfreeHook::kReason ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
@@ -385,8 +417,8 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_map* slot;
     bpf_program* prog;
   } tail_calls[] = {
-      {maps->connect4_work, progs->imds_connect4_work},
-      {maps->connect6_work, progs->imds_connect6_work},
+      {maps->connect4_work, cmpxchg ? progs->imds_connect4_work : progs->imds_connect4_work_store},
+      {maps->connect6_work, cmpxchg ? progs->imds_connect6_work : progs->imds_connect6_work_store},
       {maps->sockops_work, progs->imds_sockops_work},
       {maps->egress_work, progs->imds_egress_work},
       {maps->ingress_work, progs->imds_ingress_work},

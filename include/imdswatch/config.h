@@ -34,6 +34,7 @@ struct AgentConfig {
   DiagnosisThresholds diagnosis;
   bool watch_forwarding = true;
   bool forwarding_raw_tp = false;  // --forwarding-drops.raw-tp
+  bool plain_store_claim = false;  // --connections.plain-store
 };
 
 enum class OutputFormat { kText, kJson };

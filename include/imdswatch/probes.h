@@ -30,6 +30,7 @@ struct ProbeOptions {
   uint32_t ringbuf_bytes = 1u << 20;
   bool watch_forwarding = true;  // kfree_skb: metadata replies dying in this node's forwarding path
   bool forwarding_raw_tp = false;  // raw_tp/kfree_skb even where the tracepoint passes a drop reason
+  bool plain_store_claim = false;  // claim connection slots as before 5.12, even where BPF_CMPXCHG exists
   Delivery delivery = Delivery::kBatched;
 };
 

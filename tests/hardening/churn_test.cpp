@@ -119,6 +119,10 @@ TEST_F(ChurnTest, ShortLivedPodsKeepMemoryFlatAndTheirSeriesExpire) {
   std::printf("  events:");
   for (const auto& sample : s)
     if (sample.name == "imdswatch_events_total") std::printf(" %s=%.0f", sample.labels.at("type").c_str(), sample.value);
+  std::printf("\n  lost or unmatched:");  // what a missing event's cause would show
+  for (const auto& sample : s)
+    if (sample.name == "imdswatch_events_lost_total" && sample.value > 0)
+      std::printf(" %s=%.0f", sample.labels.at("reason").c_str(), sample.value);
   std::printf("\n");
   // Every call seen. (At least: on a machine shared with other tests, their
   // clients could reach this port too; in CI these are equal.)

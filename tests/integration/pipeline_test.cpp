@@ -558,6 +558,26 @@ TEST_F(PipelineTest, TheRawTracepointOfOlderKernelsSeesTheDropToo) {
   EXPECT_GE(drops(s), 1);
 }
 
+// Kernels before 5.12 have no BPF_CMPXCHG: the connect work that claims a
+// connection's slot with a plain store, forced on this one, still follows
+// each call from its connect to its close.
+TEST_F(PipelineTest, ThePlainStoreClaimOfOlderKernelsFollowsEachCallToo) {
+  StartImds();
+  Agent plain({"--no-kube", "--connections.plain-store"}, *work_ + "/agent-plain-store.log");
+  EXPECT_NE(ReadFile(plain.log_file()).find("claimed with a plain store"), std::string::npos)
+      << ReadFile(plain.log_file());
+  Pod pod = MakePod("plainstore", 1);
+  WaitUntilKnown(pod);
+  ASSERT_EQ(RunIn(pod, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  ASSERT_EQ(RunIn(pod, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
+  auto events = [](const std::vector<Sample>& s, const char* type) {
+    return SumOf(s, "imdswatch_events_total", {{"type", type}});
+  };
+  auto s = plain.ScrapeUntil([&](const std::vector<Sample>& s) { return events(s, "close") >= 2; });
+  EXPECT_EQ(events(s, "connect"), 2);
+  for (const char* type : {"established", "request", "response", "close"}) EXPECT_EQ(events(s, type), 2) << type;
+}
+
 TEST_F(PipelineTest, DiagnosesRefreshStormAndServesTheLifetime) {
   StartImds();
   Pod storm = MakePod("stormy", 1);

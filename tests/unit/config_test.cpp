@@ -57,6 +57,15 @@ TEST(Config, ForwardingDropsHookIsChosenByTheKernelUnlessRawTpIsAskedFor) {
   EXPECT_TRUE(p.command.agent.forwarding_raw_tp);
 }
 
+TEST(Config, ConnectionSlotsAreClaimedByTheKernelsBestUnlessPlainStoreIsAskedFor) {
+  auto p = Parse({"--no-kube"});
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_FALSE(p.command.agent.plain_store_claim);
+  p = Parse({"--no-kube", "--connections.plain-store"});
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_TRUE(p.command.agent.plain_store_claim);
+}
+
 TEST(Config, TraceSubcommand) {
   auto p = Parse({"trace", "--output", "json", "--no-kube"});
   ASSERT_TRUE(p.ok) << p.error;
@@ -103,6 +112,7 @@ const std::vector<BadValue>& BadValues() {
       {{"--diagnosis.slow-share", "-0.1"}, "--diagnosis.slow-share"},
       {{"--no-forwarding-drops=perhaps"}, "--no-forwarding-drops"},
       {{"--forwarding-drops.raw-tp=often"}, "--forwarding-drops.raw-tp"},
+      {{"--connections.plain-store=yes-please"}, "--connections.plain-store"},
       {{"--no-such-flag"}, "--no-such-flag"},
       {{"trace", "--output", "yaml"}, "--output"},
       {{"trace", "--log-level", "loud"}, "--log-level"},
