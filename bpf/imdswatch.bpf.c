@@ -82,7 +82,11 @@ struct imds_sock {
 	struct imds_resp_parser resp;
 };
 
+/* A claim swaps sock_id, then writes connect_ns and cgroup_id, then
+ * zeroes the rest from tgid on, a whole number of u64s. */
+#define IMDS_SOCK_RESET_FROM __builtin_offsetof(struct imds_sock, tgid)
 _Static_assert(__builtin_offsetof(struct imds_sock, sock_id) == 0, "a claim resets the slot behind sock_id");
+_Static_assert(IMDS_SOCK_RESET_FROM == 24 && sizeof(struct imds_sock) % 8 == 0, "the reset is in u64s");
 
 /* Metadata connections' state, in a preallocated table of four-way sets
  * keyed by socket cookie. Socket storage was dearer: each connect paid two
@@ -553,31 +557,23 @@ static __always_inline bool slot_free(const struct imds_sock *s, __u64 id, __u64
 /* Make a slot this connection's, if it still holds `seen`. Connect
  * programs run preemptible, on any CPU: two may pick the same free slot,
  * and without the swap the later store silently took the earlier
- * connection's (its connect record sent, the rest of it never). The slot
- * is then reset behind the cookie: connect_ns first, so it never reads as
- * a handshake long gone. */
-static __always_inline bool slot_take(struct imds_sock *s, __u64 seen, __u64 cookie, __u64 now, bool cas)
+ * connection's (its connect record sent, the rest of it never). */
+static __always_inline bool slot_swap(struct imds_sock *s, __u64 seen, __u64 cookie, bool cas)
 {
-	if (cas) {
-		if (__sync_val_compare_and_swap(&s->sock_id, seen, cookie) != seen)
-			return false;
-	} else {
-		s->sock_id = cookie;
-	}
-	s->connect_ns = now;
-	s->cgroup_id = 0;
-	__builtin_memset((char *)s + __builtin_offsetof(struct imds_sock, tgid), 0,
-			 sizeof(*s) - __builtin_offsetof(struct imds_sock, tgid));
+	if (cas)
+		return __sync_val_compare_and_swap(&s->sock_id, seen, cookie) == seen;
+	s->sock_id = cookie;
 	return true;
 }
 
-/* A slot for a new connection: its own (a repeated connect), a free one
- * (one another CPU takes first is passed over), or else the oldest live
- * connection's, whose state is lost (counted, as is a claim that loses
- * every race). */
+/* A slot for a new connection: its own (connecting again while live), the
+ * first free one (one another CPU takes first is passed over), or else the
+ * oldest live connection's, whose state is lost (counted, as is a claim
+ * that loses every race). One pass: a stale slot of this cookie in a later
+ * way is never found before the one taken here. */
 static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now, bool cas)
 {
-	struct imds_sock *s = NULL, *oldest = NULL;
+	struct imds_sock *s = NULL, *oldest = NULL, *taken = NULL;
 	__u64 seen;
 
 	if (!cookie)
@@ -587,27 +583,38 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now, boo
 		if (!s)
 			return NULL;
 		seen = s->sock_id;
-		if ((seen & ~IMDS_SOCK_CLOSED) == cookie) /* live, or connecting again after a failure */
-			return !(seen & IMDS_SOCK_CLOSED) || slot_take(s, seen, cookie, now, cas) ? s : NULL;
+		if (seen == cookie)
+			return s;
+		if (slot_free(s, seen, now)) {
+			if (slot_swap(s, seen, cookie, cas)) {
+				taken = s;
+				break;
+			}
+			continue;
+		}
 		if (!oldest || s->connect_ns < oldest->connect_ns)
 			oldest = s;
 	}
-	for (__u32 way = 0; way < IMDS_SOCK_WAYS; way++) {
-		s = sock_way(cookie, way);
-		if (!s)
+	if (!taken) {
+		/* the agent forgets a connection now, rather than when it idles out */
+		count_drop(IMDS_DROP_SOCK_EVICTED);
+		if (!oldest)
 			return NULL;
-		seen = s->sock_id;
-		if (slot_free(s, seen, now) && slot_take(s, seen, cookie, now, cas))
-			return s;
+		seen = oldest->sock_id;
+		emit_close(oldest, oldest->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
+			   IMDS_CLOSE_EVICTED);
+		if (!slot_swap(oldest, seen | IMDS_SOCK_CLOSED, cookie, cas))
+			return NULL;
+		taken = oldest;
 	}
-	if (!oldest)
-		return NULL;
-	/* the agent forgets the connection now, rather than when it idles out */
-	count_drop(IMDS_DROP_SOCK_EVICTED);
-	seen = oldest->sock_id;
-	emit_close(oldest, oldest->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
-		   IMDS_CLOSE_EVICTED);
-	return slot_take(oldest, seen | IMDS_SOCK_CLOSED, cookie, now, cas) ? oldest : NULL;
+	/* The rest of the slot is reset behind the cookie: connect_ns first,
+	 * so it never reads as a handshake long gone. One copy of the reset:
+	 * each inlined copy is ~40 stores of connect4's cold code. */
+	taken->connect_ns = now;
+	taken->cgroup_id = 0;
+	/* through a __u64 pointer: clang then writes 8 bytes a store, not 1 */
+	__builtin_memset((__u64 *)taken + IMDS_SOCK_RESET_FROM / 8, 0, sizeof(*taken) - IMDS_SOCK_RESET_FROM);
+	return taken;
 }
 
 static __always_inline void track_socket(struct bpf_sock_addr *ctx, __u8 family, const __u32 *addr,
