@@ -94,6 +94,14 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
     out.push_back({{{"reason", "malformed_expiration"}}, static_cast<double>(diagnoser->MalformedExpirations())});
     return out;
   });
+  health->Add("imdswatch_probe_mode",
+              "How each part of the kernel side runs on this kernel, 1 per part; modes other than cmpxchg and "
+              "tp_btf are older kernels' or missing privileges' fallbacks",
+              K::kGauge, [p] {
+                std::vector<LabelledValue> out;
+                for (const ProbeMode& m : p->probes().modes()) out.push_back({{{"part", m.part}, {"mode", m.mode}}, 1});
+                return out;
+              });
   health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
     static const char* kTypes[] = {"",      "connect",    "established", "request", "response",
                                    "close", "retransmit", "parse_error", "ttl_drop"};

@@ -324,10 +324,9 @@ imdswatch_bpf* OpenFilters(const ProbeOptions& options, uint32_t ring, FilterCho
 // (first-fit placement put one into a gap, or at the end of a page), each
 // copy is kept while another is loaded, so the gaps it took are not offered
 // again; the copy on the fewest pages stays, the others are freed.
-imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice, std::string* error) {
+imdswatch_bpf* LoadFilters(const ProbeOptions& options, uint32_t ring, FilterChoice choice,
+                           const std::array<CodeRange, IMDS_FWD_RANGES>& forwarding, std::string* error) {
   constexpr int kTries = 6;
-  std::array<CodeRange, IMDS_FWD_RANGES> forwarding{};
-  if (choice.kfree == KfreeHook::kCaller) forwarding = ForwardingCode();
   std::vector<std::pair<int, imdswatch_bpf*>> copies;  // pages, copy
   while (copies.size() < kTries && (copies.empty() || copies.back().first != 1)) {
     std::string copy_error;
@@ -377,7 +376,10 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   const FilterChoice choice = {
       std::all_of(options.endpoints.begin(), options.endpoints.end(), [](const Endpoint& ep) { return ep.port == 80; }),
       kfree};
-  probes->filters_ = LoadFilters(options, ring, choice, error);
+  std::array<CodeRange, IMDS_FWD_RANGES> forwarding{};
+  if (kfree == KfreeHook::kCaller) forwarding = ForwardingCode();
+  const bool every_drop = forwarding[0].start == 0 && forwarding[0].size == UINT64_MAX;
+  probes->filters_ = LoadFilters(options, ring, choice, forwarding, error);
   if (!probes->filters_) return nullptr;
   const Filters filters = PickFilters(probes->filters_, choice);
   probes->skel_ = OpenConfigured(options, ring, error);
@@ -398,6 +400,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     spdlog::warn(
         "no BPF_CMPXCHG (kernel before 5.12): connects on two CPUs at once may, rarely, take one "
         "connection slot; the earlier connection is then lost after its connect record");
+  probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
   bpf_program__set_autoload(progs->imds_connect4_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect6_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect4_work_store, !cmpxchg);
@@ -472,6 +475,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     if (!link && !entry.required) {
       spdlog::warn("{} not attached ({}): hop-limit diagnoses will be inferred, not proven", entry.hook,
                    Errno(errno));
+      probes->modes_.push_back({"forwarding_drops", "not_attached"});
       continue;
     }
     if (!link) {
@@ -480,7 +484,12 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     }
     probes->links_.push_back(link);
     probes->attached_.push_back(std::string(entry.hook) + ":" + bpf_program__name(entry.prog));
+    if (!entry.cgroup)
+      probes->modes_.push_back({"forwarding_drops", kfree == KfreeHook::kReason ? "tp_btf"
+                                                    : every_drop                ? "raw_tp_every_drop"
+                                                                                : "raw_tp_forwarding_code"});
   }
+  if (!options.watch_forwarding) probes->modes_.push_back({"forwarding_drops", "off"});
   return probes;
 }
 

@@ -24,6 +24,15 @@ namespace imdswatch {
 // should appear as the requests happen).
 enum class Delivery { kBatched, kPerRecord };
 
+// How a part of the kernel side runs on this kernel, where it has more than
+// one way (imdswatch_probe_mode): a fleet's nodes on an older kernel's
+// fallback are then found by a query, not by reading each agent's log.
+struct ProbeMode {
+  std::string part;  // connection_claim, forwarding_drops
+  std::string mode;  // connection_claim: cmpxchg, plain_store; forwarding_drops: tp_btf,
+                     // raw_tp_forwarding_code, raw_tp_every_drop, not_attached, off
+};
+
 struct ProbeOptions {
   std::vector<Endpoint> endpoints;
   std::string cgroup_root;
@@ -53,6 +62,7 @@ class Probes {
   std::array<uint64_t, IMDS_DROP__COUNT> DropCounts() const;
   // "hook:program" of each attached program, for /healthz.
   const std::vector<std::string>& attached() const { return attached_; }
+  const std::vector<ProbeMode>& modes() const { return modes_; }
 
  private:
   Probes() = default;
@@ -61,6 +71,7 @@ class Probes {
   int cgroup_fd_ = -1;
   std::vector<::bpf_link*> links_;
   std::vector<std::string> attached_;
+  std::vector<ProbeMode> modes_;
 };
 
 }  // namespace imdswatch

@@ -216,11 +216,17 @@ class CapabilitiesTest(unittest.TestCase):
         for name, with_caps, expect in (("syslog", caps, hidden if restrict >= 2 else found),
                                         ("base", self.caps, found if restrict == 0 and paranoid <= 1 else hidden)):
             with self.subTest(caps=name):
-                agent = self._start_agent(with_caps, k.free_port(), f"agent-{name}.log",
-                                          ["--forwarding-drops.raw-tp"])
+                port = k.free_port()
+                agent = self._start_agent(with_caps, port, f"agent-{name}.log", ["--forwarding-drops.raw-tp"])
                 try:
                     log = agent.log()
                     self.assertRegex(log, expect)
+                    # and a fleet's query finds the fallback: imdswatch_probe_mode says which
+                    status, body = k.http_get(f"http://127.0.0.1:{port}{self.sm['spec']['endpoints'][0]['path']}")
+                    self.assertEqual(status, 200)
+                    mode = "raw_tp_forwarding_code" if expect == found else "raw_tp_every_drop"
+                    self.assertEqual(k.total(k.parse_metrics(body), "imdswatch_probe_mode", part="forwarding_drops",
+                                             mode=mode), 1, body[-3000:])
                     self.assertRegex(log, r"attached \S*imds_kfree_raw\S* at ")
                     status = k.proc_status(agent.pid)
                     self.assertEqual(int(status["CapBnd"], 16), k.cap_mask(with_caps))

@@ -556,6 +556,8 @@ TEST_F(PipelineTest, TheRawTracepointOfOlderKernelsSeesTheDropToo) {
   auto drops = [](const std::vector<Sample>& s) { return SumOf(s, "imdswatch_events_total", {{"type", "ttl_drop"}}); };
   auto s = raw.ScrapeUntil([&](const std::vector<Sample>& s) { return drops(s) >= 1; });
   EXPECT_GE(drops(s), 1);
+  // root here reads /proc/kallsyms's addresses: the filter has the forwarding code
+  EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "forwarding_drops"}, {"mode", "raw_tp_forwarding_code"}}), 1);
 }
 
 // Kernels before 5.12 have no BPF_CMPXCHG: the connect work that claims a
@@ -574,6 +576,7 @@ TEST_F(PipelineTest, ThePlainStoreClaimOfOlderKernelsFollowsEachCallToo) {
     return SumOf(s, "imdswatch_events_total", {{"type", type}});
   };
   auto s = plain.ScrapeUntil([&](const std::vector<Sample>& s) { return events(s, "close") >= 2; });
+  EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "connection_claim"}, {"mode", "plain_store"}}), 1);
   EXPECT_EQ(events(s, "connect"), 2);
   for (const char* type : {"established", "request", "response", "close"}) EXPECT_EQ(events(s, type), 2) << type;
 }
@@ -688,6 +691,10 @@ TEST_F(PipelineTest, SelfHealthIsExported) {
   EXPECT_EQ(SumOf(s, "imdswatch_events_lost_total"), 0);
   EXPECT_EQ(CountOf(s, "imdswatch_events_lost_total", {{"reason", "ringbuf_full"}}), 1u);
   EXPECT_EQ(CountOf(s, "imdswatch_map_capacity", {{"map", "connections"}}), 1u);
+  // this kernel (6.x) takes the newest mode of each part
+  EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "connection_claim"}, {"mode", "cmpxchg"}}), 1);
+  EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "forwarding_drops"}, {"mode", "tp_btf"}}), 1);
+  EXPECT_EQ(CountOf(s, "imdswatch_probe_mode"), 2u);
   std::string body;
   EXPECT_EQ(HttpGet(agent_->Url("/healthz"), &body), 200);
   EXPECT_NE(body.find("6 programs attached"), std::string::npos) << body;
