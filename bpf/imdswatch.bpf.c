@@ -695,29 +695,17 @@ static __always_inline int track_connect6(struct bpf_sock_addr *ctx, bool cas)
 /* Each in two builds, the loader loading one: with BPF_CMPXCHG (5.12+),
  * and with a plain store where the verifier refuses the instruction even
  * in dead code (5.10, 5.11: "BPF_STX uses reserved fields"). */
-SEC("cgroup/connect4")
-int imds_connect4_work(struct bpf_sock_addr *ctx)
-{
-	return track_connect4(ctx, true);
-}
+#define CONNECT_WORK(name, hook, track, cas)         \
+	SEC(hook)                                     \
+	int name(struct bpf_sock_addr *ctx)           \
+	{                                             \
+		return track(ctx, (cas));             \
+	}
 
-SEC("cgroup/connect6")
-int imds_connect6_work(struct bpf_sock_addr *ctx)
-{
-	return track_connect6(ctx, true);
-}
-
-SEC("cgroup/connect4")
-int imds_connect4_work_store(struct bpf_sock_addr *ctx)
-{
-	return track_connect4(ctx, false);
-}
-
-SEC("cgroup/connect6")
-int imds_connect6_work_store(struct bpf_sock_addr *ctx)
-{
-	return track_connect6(ctx, false);
-}
+CONNECT_WORK(imds_connect4_work, "cgroup/connect4", track_connect4, true)
+CONNECT_WORK(imds_connect6_work, "cgroup/connect6", track_connect6, true)
+CONNECT_WORK(imds_connect4_work_store, "cgroup/connect4", track_connect4, false)
+CONNECT_WORK(imds_connect6_work_store, "cgroup/connect6", track_connect6, false)
 
 /* ---- connection life (sockops) ---- */
 
