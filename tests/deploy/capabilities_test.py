@@ -225,8 +225,12 @@ class CapabilitiesTest(unittest.TestCase):
                     status, body = k.http_get(f"http://127.0.0.1:{port}{self.sm['spec']['endpoints'][0]['path']}")
                     self.assertEqual(status, 200)
                     mode = "raw_tp_forwarding_code" if expect == found else "raw_tp_every_drop"
-                    self.assertEqual(k.total(k.parse_metrics(body), "imdswatch_probe_mode", part="forwarding_drops",
-                                             mode=mode), 1, body[-3000:])
+                    samples = k.parse_metrics(body)
+                    self.assertEqual(k.total(samples, "imdswatch_probe_mode", part="forwarding_drops", mode=mode), 1,
+                                     body[-3000:])
+                    # the cmpxchg probe program loads with the container's capabilities too
+                    self.assertEqual(k.total(samples, "imdswatch_probe_mode", part="connection_claim",
+                                             mode="cmpxchg"), 1, body[-3000:])
                     self.assertRegex(log, r"attached \S*imds_kfree_raw\S* at ")
                     status = k.proc_status(agent.pid)
                     self.assertEqual(int(status["CapBnd"], 16), k.cap_mask(with_caps))
