@@ -1035,7 +1035,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	if (fast && !dir)
 		first_step(skb, s, sc, dir);
 	else if (fast)
-		imds_ingress_first_step(skb, slot, s->sock_id);
+		imds_ingress_first_step(skb, slot, s->sock_id & ~IMDS_SOCK_CLOSED);
 	else
 		tail_call_next(skb, dir);
 }
