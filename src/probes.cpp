@@ -75,7 +75,7 @@ bool KfreeSkbHasReason() {
   return has;
 }
 
-// Does the verifier take BPF_CMPXCHG (5.12+)? A four-instruction program
+// Does the verifier take BPF_CMPXCHG (5.12+)? An eight-instruction program
 // swaps a stack slot; where the kernel refuses it, the claim of a
 // connection's slot falls back to a plain store (sock_claim).
 bool KernelHasCmpxchg() {
