@@ -17,6 +17,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <utility>
 
 #include "imdswatch.skel.h"
@@ -219,10 +220,9 @@ bool IsFilter(imdswatch_bpf* skel, const bpf_program* prog) {
 }
 
 // The ranges the raw_tp filter passes (IMDS_FWD*_PLACEHOLDER): the code of
-// ip_forward and ip6_forward. Where either is not found (hidden addresses,
-// ipv6 a module not loaded yet, more parts than ranges), one range of every
-// address: the work then reads each drop's headers, as it did unfiltered.
-std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
+// ip_forward and ip6_forward. Nothing where either is not found (hidden
+// addresses, ipv6 a module not loaded yet, more parts than ranges).
+std::optional<std::array<CodeRange, IMDS_FWD_RANGES>> ForwardingCode() {
   std::ifstream kallsyms("/proc/kallsyms");
   const auto code = FunctionCode(kallsyms, {"ip_forward", "ip6_forward"});
   std::vector<CodeRange> parts;
@@ -240,8 +240,7 @@ std::array<CodeRange, IMDS_FWD_RANGES> ForwardingCode() {
       "kptr_restrict=0 and perf_event_paranoid<=1; the DaemonSet grants it with the component "
       "deploy/components/kernel-before-5.17)",
       ranges.size());
-  ranges[0] = {0, UINT64_MAX};
-  return ranges;
+  return std::nullopt;
 }
 
 // How many pages of code the attached filters' JIT images touch: 1 when
@@ -377,8 +376,17 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
       std::all_of(options.endpoints.begin(), options.endpoints.end(), [](const Endpoint& ep) { return ep.port == 80; }),
       kfree};
   std::array<CodeRange, IMDS_FWD_RANGES> forwarding{};
-  if (kfree == KfreeHook::kCaller) forwarding = ForwardingCode();
-  const bool every_drop = forwarding[0].start == 0 && forwarding[0].size == UINT64_MAX;
+  bool every_drop = false;
+  if (kfree == KfreeHook::kCaller) {
+    const auto code = ForwardingCode();
+    every_drop = !code;
+    // without the code's ranges, one range of every address: the work then
+    // reads each drop's headers, as it did unfiltered
+    if (code)
+      forwarding = *code;
+    else
+      forwarding[0] = {0, UINT64_MAX};
+  }
   probes->filters_ = LoadFilters(options, ring, choice, forwarding, error);
   if (!probes->filters_) return nullptr;
   const Filters filters = PickFilters(probes->filters_, choice);
