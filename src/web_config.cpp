@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -228,8 +229,10 @@ std::optional<WebConfig> LoadWebConfig(const std::string& path, std::string* err
   const size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "" : (slash == 0 ? "/" : path.substr(0, slash));
   if (dir.empty() || dir.front() != '/') {
-    char cwd[4096];
-    if (getcwd(cwd, sizeof(cwd)) != nullptr) dir = dir.empty() ? cwd : std::string(cwd) + "/" + dir;
+    std::error_code cwd_error;
+    const std::filesystem::path cwd = std::filesystem::current_path(cwd_error);
+    if (!cwd_error)
+      dir = dir.empty() ? cwd.string() : (cwd / dir).string();
     else if (dir.empty()) dir = ".";
   }
   auto config = ParseWebConfig(text.str(), dir, error);
