@@ -68,6 +68,7 @@ struct imds_sock {
 	__u64 sock_id; /* first: a claim writes the rest after it (sock_claim) */
 	__u64 cgroup_id;
 	__u64 connect_ns;
+	__u64 connect_id; /* the cookie whose claim wrote connect_ns (slot_free) */
 	__u32 tgid;
 	__u32 tx_next_seq; /* next client byte expected: drops retransmitted bytes */
 	__u32 rx_next_seq;
@@ -82,11 +83,11 @@ struct imds_sock {
 	struct imds_resp_parser resp;
 };
 
-/* A claim swaps sock_id, then writes connect_ns and cgroup_id, then
- * zeroes the rest from tgid on, a whole number of u64s. */
+/* A claim swaps sock_id, then writes connect_ns and cgroup_id, zeroes
+ * the rest from tgid on, a whole number of u64s, and last connect_id. */
 #define IMDS_SOCK_RESET_FROM __builtin_offsetof(struct imds_sock, tgid)
 _Static_assert(__builtin_offsetof(struct imds_sock, sock_id) == 0, "a claim resets the slot behind sock_id");
-_Static_assert(IMDS_SOCK_RESET_FROM == 24 && sizeof(struct imds_sock) % 8 == 0, "the reset is in u64s");
+_Static_assert(IMDS_SOCK_RESET_FROM == 32 && sizeof(struct imds_sock) % 8 == 0, "the reset is in u64s");
 
 /* Metadata connections' state, in a preallocated table of four-way sets
  * keyed by socket cookie. Socket storage was dearer: each connect paid two
@@ -298,16 +299,32 @@ static __always_inline void emit_simple(const struct imds_sock *s, __u8 type)
 	submit(e);
 }
 
-/* The exchange on this connection is over: what it counted, and how it
- * ended (`flags` adds to what the connection saw). Once only. The slot is
- * marked closed last: from then on a connect on another CPU may take it,
- * and the record would carry that connection's fields. */
-static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8 flags)
+/* Put `word` in a slot's sock_id, if it still holds `seen`: a claim (the
+ * new cookie) or a close (the cookie with IMDS_SOCK_CLOSED). Connect
+ * programs run preemptible, on any CPU: two may pick the same free slot,
+ * and without the swap the later store silently took the earlier
+ * connection's (its connect record sent, the rest of it never); a close
+ * beside an eviction put the closed word back over the slot's new owner. */
+static __always_inline bool slot_swap(struct imds_sock *s, __u64 seen, __u64 word, bool cas)
 {
-	__u64 id = s->sock_id;
+	if (cas)
+		return __sync_val_compare_and_swap(&s->sock_id, seen, word) == seen;
+	s->sock_id = word;
+	return true;
+}
+
+/* The exchange on connection `id` (a live cookie) is over: what it
+ * counted, and how it ended (`flags` adds to what the connection saw).
+ * Once only: the slot is marked closed last, by a swap from `id`. From
+ * then on a connect on another CPU may take the slot, and the record
+ * would carry that connection's fields. Where the swap finds another word
+ * (an eviction beside this close marked it first, or a claim took the
+ * slot meanwhile), the record is discarded. */
+static __always_inline void emit_close(struct imds_sock *s, __u64 id, __u8 old_state, __u8 flags, bool cas)
+{
 	struct imds_close_event *e;
 
-	if (id & IMDS_SOCK_CLOSED)
+	if ((id & IMDS_SOCK_CLOSED) || s->sock_id != id)
 		return;
 	/* The slot outlives the socket: the bytes a parse in flight keeps (a
 	 * credentials body's last 8, maybe of a Token) must not. */
@@ -315,7 +332,7 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	s->resp.tail = 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		s->sock_id = id | IMDS_SOCK_CLOSED;
+		slot_swap(s, id, id | IMDS_SOCK_CLOSED, cas);
 		count_drop(IMDS_DROP_RINGBUF_FULL);
 		return;
 	}
@@ -326,10 +343,12 @@ static __always_inline void emit_close(struct imds_sock *s, __u8 old_state, __u8
 	e->syn_rtos = s->rtos;
 	e->flags = s->close_flags | flags;
 	e->old_state = old_state;
-	s->sock_id = id | IMDS_SOCK_CLOSED;
+	if (!slot_swap(s, id, id | IMDS_SOCK_CLOSED, cas)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
 	submit(e);
 }
-
 
 static __always_inline __u8 method_id(const struct imds_req_parser *p)
 {
@@ -548,29 +567,24 @@ static __always_inline bool endpoint_match(__u16 family, const __u32 *addr, __u1
 
 static __always_inline bool slot_free(const struct imds_sock *s, __u64 id, __u64 now)
 {
-	/* signed: a connect on another CPU may have taken the slot after this
-	 * one read the clock, and would read as a handshake 584 years old */
+	/* The age counts once the claim of `id` has written it: until then
+	 * connect_ns and close_flags are the last connection's, maybe a failed
+	 * handshake long gone. Signed: a connect on another CPU may have taken
+	 * the slot after this one read the clock, and would read as a
+	 * handshake 584 years old. */
 	return !id || (id & IMDS_SOCK_CLOSED) ||
-	       (!(s->close_flags & IMDS_CLOSE_ESTABLISHED) && (__s64)(now - s->connect_ns) > (__s64)HANDSHAKE_MAX_NS);
+	       (s->connect_id == id && !(s->close_flags & IMDS_CLOSE_ESTABLISHED) &&
+		(__s64)(now - s->connect_ns) > (__s64)HANDSHAKE_MAX_NS);
 }
 
-/* Make a slot this connection's, if it still holds `seen`. Connect
- * programs run preemptible, on any CPU: two may pick the same free slot,
- * and without the swap the later store silently took the earlier
- * connection's (its connect record sent, the rest of it never). */
-static __always_inline bool slot_swap(struct imds_sock *s, __u64 seen, __u64 cookie, bool cas)
-{
-	if (cas)
-		return __sync_val_compare_and_swap(&s->sock_id, seen, cookie) == seen;
-	s->sock_id = cookie;
-	return true;
-}
-
-/* A slot for a new connection: its own (connecting again while live), the
- * first free one (one another CPU takes first is passed over), or else the
- * oldest live connection's, whose state is lost (counted, as is a claim
- * that loses every race). One pass: a stale slot of this cookie in a later
- * way is never found before the one taken here. */
+/* A slot for a new connection: its own (connecting again while live, if
+ * that way comes before the first free one), the first free one (one
+ * another CPU takes first is passed over), or else the oldest live
+ * connection's, whose state is lost (counted, as is a claim that loses
+ * every race). One pass: a socket connecting again after a connect that
+ * failed before its SYN (no close callback) may take an earlier free way;
+ * lookups find that one first, and the stale way frees itself after
+ * HANDSHAKE_MAX_NS. */
 static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now, bool cas)
 {
 	struct imds_sock *s = NULL, *oldest = NULL, *taken = NULL;
@@ -600,20 +614,21 @@ static __always_inline struct imds_sock *sock_claim(__u64 cookie, __u64 now, boo
 		count_drop(IMDS_DROP_SOCK_EVICTED);
 		if (!oldest)
 			return NULL;
-		seen = oldest->sock_id;
-		emit_close(oldest, oldest->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
-			   IMDS_CLOSE_EVICTED);
+		seen = oldest->sock_id; /* closed since the pass, maybe: then no record */
+		emit_close(oldest, seen, oldest->close_flags & IMDS_CLOSE_ESTABLISHED ? TCP_ESTABLISHED : TCP_SYN_SENT,
+			   IMDS_CLOSE_EVICTED, cas);
 		if (!slot_swap(oldest, seen | IMDS_SOCK_CLOSED, cookie, cas))
 			return NULL;
 		taken = oldest;
 	}
-	/* The rest of the slot is reset behind the cookie: connect_ns first,
-	 * so it never reads as a handshake long gone. One copy of the reset:
-	 * each inlined copy is ~40 stores of connect4's cold code. */
+	/* The rest of the slot is reset behind the cookie, connect_id last:
+	 * only then may another claim judge the slot's age. One copy of the
+	 * reset: each inlined copy is ~40 stores of connect4's cold code. */
 	taken->connect_ns = now;
 	taken->cgroup_id = 0;
 	/* through a __u64 pointer: clang then writes 8 bytes a store, not 1 */
 	__builtin_memset((__u64 *)taken + IMDS_SOCK_RESET_FROM / 8, 0, sizeof(*taken) - IMDS_SOCK_RESET_FROM);
+	taken->connect_id = cookie;
 	return taken;
 }
 
@@ -718,10 +733,10 @@ static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
 
 /* The callbacks that imds_sockops (below) let through: a connection to a
  * watched port and maybe address, a marked socket or not. */
-SEC("sockops")
-int imds_sockops_work(struct bpf_sock_ops *ops)
+static __always_inline int track_sockops(struct bpf_sock_ops *ops, bool cas)
 {
-	struct imds_sock *s = sock_find(bpf_get_socket_cookie(ops));
+	__u64 cookie = bpf_get_socket_cookie(ops);
+	struct imds_sock *s = sock_find(cookie);
 
 	if (!s)
 		return 1;
@@ -742,13 +757,26 @@ int imds_sockops_work(struct bpf_sock_ops *ops)
 		s->rtos++;
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		emit_close(s, ops->args[0], ops->args[1] == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0);
+		emit_close(s, cookie, ops->args[0], ops->args[1] == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0, cas);
 		/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
 		 * interest: no more callbacks for this socket */
 		bpf_sock_ops_cb_flags_set(ops, 0);
 		break;
 	}
 	return 1;
+}
+
+/* As the connect work, in two builds: its close swaps the slot's word too. */
+SEC("sockops")
+int imds_sockops_work(struct bpf_sock_ops *ops)
+{
+	return track_sockops(ops, true);
+}
+
+SEC("sockops")
+int imds_sockops_work_store(struct bpf_sock_ops *ops)
+{
+	return track_sockops(ops, false);
 }
 
 /* ---- payload (cgroup_skb) ---- */
@@ -996,6 +1024,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	struct tcp_seg seg;
 	struct scratch *sc;
 	__u32 slot = 0;
+	__u64 cookie;
 
 	if (locate_payload(skb, family, &seg)) {
 		count_drop(IMDS_DROP_LOAD_BYTES);
@@ -1003,7 +1032,8 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	}
 	if (seg.len == 0 && !(dir && (seg.flags & 0x04)))
 		return;
-	s = sock_find_slot(bpf_get_socket_cookie(skb), &slot);
+	cookie = bpf_get_socket_cookie(skb);
+	s = sock_find_slot(cookie, &slot);
 	if (!s)
 		return;
 	if (dir && (seg.flags & 0x04))
@@ -1035,7 +1065,7 @@ static __always_inline void parse_segment(struct __sk_buff *skb, int dir)
 	if (fast && !dir)
 		first_step(skb, s, sc, dir);
 	else if (fast)
-		imds_ingress_first_step(skb, slot, s->sock_id & ~IMDS_SOCK_CLOSED);
+		imds_ingress_first_step(skb, slot, cookie);
 	else
 		tail_call_next(skb, dir);
 }
@@ -1060,8 +1090,8 @@ static __always_inline void continue_segment(struct __sk_buff *skb, int dir)
  * was a tail call to a program of its own: ingress -4 % a request. The
  * caller's slot comes as a scalar (a global function takes no map value):
  * an array lookup, where the cookie helper and the ways were a second
- * lookup. The cookie still decides: a connect on another CPU may have
- * taken the slot since. */
+ * lookup. The segment's cookie still decides: a connect on another CPU
+ * may have taken the slot since. */
 __noinline int imds_ingress_first_step(struct __sk_buff *skb, __u32 slot, __u64 cookie)
 {
 	struct imds_sock *s = bpf_map_lookup_elem(&imds_socks, &slot);

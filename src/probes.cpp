@@ -91,7 +91,12 @@ bool KernelHasCmpxchg() {
       {.code = BPF_JMP | BPF_EXIT},
   };
   const int fd = bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, nullptr, "GPL", insns, std::size(insns), nullptr);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    // EINVAL is the verifier's "BPF_STX uses reserved fields"; anything else says nothing of the kernel
+    if (errno != EINVAL)
+      spdlog::warn("probing for BPF_CMPXCHG failed ({}): taking the plain-store build", Errno(errno));
+    return false;
+  }
   close(fd);
   return true;
 }
@@ -400,19 +405,22 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     bpf_program__set_autoload(prog, !IsFilter(probes->skel_, prog));
     bpf_program__set_autoattach(prog, false);
   }
-  // the connect work that claims a slot with BPF_CMPXCHG, where the kernel has it
+  // the connect and sockops work that swap a slot's word with BPF_CMPXCHG, where the kernel has it
   const bool cmpxchg = !options.plain_store_claim && KernelHasCmpxchg();
   if (options.plain_store_claim)
     spdlog::info("connection slots are claimed with a plain store (--connections.plain-store)");
   else if (!cmpxchg)
     spdlog::warn(
         "no BPF_CMPXCHG (kernel before 5.12): connects on two CPUs at once may, rarely, take one "
-        "connection slot; the earlier connection is then lost after its connect record");
+        "connection slot, or a close beside an eviction give it back; a connection is then lost after its "
+        "connect record");
   probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
   bpf_program__set_autoload(progs->imds_connect4_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect6_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect4_work_store, !cmpxchg);
   bpf_program__set_autoload(progs->imds_connect6_work_store, !cmpxchg);
+  bpf_program__set_autoload(progs->imds_sockops_work, cmpxchg);
+  bpf_program__set_autoload(progs->imds_sockops_work_store, !cmpxchg);
   bpf_program__set_autoload(progs->imds_kfree_skb_work, kfree == KfreeHook::kReason);
   bpf_program__set_autoload(progs->imds_kfree_raw_work, kfree == KfreeHook::kCaller);
   const char* kfree_hook = kfree == KfreeHook::kReason ? "tp_btf/kfree_skb" : "raw_tp/kfree_skb";
@@ -430,7 +438,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
   } tail_calls[] = {
       {maps->connect4_work, cmpxchg ? progs->imds_connect4_work : progs->imds_connect4_work_store},
       {maps->connect6_work, cmpxchg ? progs->imds_connect6_work : progs->imds_connect6_work_store},
-      {maps->sockops_work, progs->imds_sockops_work},
+      {maps->sockops_work, cmpxchg ? progs->imds_sockops_work : progs->imds_sockops_work_store},
       {maps->egress_work, progs->imds_egress_work},
       {maps->ingress_work, progs->imds_ingress_work},
       {maps->next_egress_window, progs->imds_egress_more},
