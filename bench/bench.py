@@ -501,7 +501,7 @@ class Bench:
         # that is behind the producer is not woken): the same requests with and without that pause
         # give the cost of waking the agent from inside the programs; paused, GET heads padded by
         # 1,024 bytes give the parse cost per head byte. Every block starts after the same idle
-        # pause (the agent drains meanwhile), and the running block goes first and last in turn:
+        # pause, with the ring drained, and the running block goes first and last in turn:
         # until 2026-12-04 it always went first, after the pause, and read ~600 ns a request above
         # the paused blocks that followed it. The ring (1 MiB) holds the paused blocks.
         self.ctl.only("agent")
@@ -523,6 +523,7 @@ class Bench:
                     block(pad)
             finally:
                 os.kill(self.agent.pid, signal.SIGCONT)
+            time.sleep(0.3)  # the agent drains the paused blocks' records before the next pause
             if turn % 2 == 1:
                 block("running")
         self.ctl.only()
