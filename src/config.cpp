@@ -116,8 +116,9 @@ bool ParseCommandLine(int argc, char** argv, Command* command, std::string* erro
                "watch it with raw_tp/kfree_skb, the hook of kernels before 5.17, where tp_btf would do: it "
                "reads every dropped packet's headers instead of only the forwarding paths' drops");
   app.add_flag("--connections.plain-store", cfg.plain_store_claim,
-               "claim a connection's kernel slot with a plain store, as on kernels before 5.12, where BPF_CMPXCHG "
-               "would do: two connects on two CPUs at once may then, rarely, take one slot");
+               "claim and close a connection's kernel slot with plain stores, as on kernels before 5.12, where "
+               "BPF_CMPXCHG would do: two connects on two CPUs at once may then, rarely, take one slot, or a close "
+               "beside an eviction give it back");
 
   CLI::App* trace = app.add_subcommand("trace", "print one line per metadata request as it happens");
   AddProbeFlags(trace, &cfg, &endpoints, &no_kube);
