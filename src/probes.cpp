@@ -411,7 +411,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     spdlog::info("connection slots are claimed with a plain store (--connections.plain-store)");
   else if (!cmpxchg)
     spdlog::warn(
-        "no BPF_CMPXCHG (kernel before 5.12): connects on two CPUs at once may, rarely, take one "
+        "BPF_CMPXCHG not taken (kernels before 5.12 refuse it): connects on two CPUs at once may, rarely, take one "
         "connection slot, or a close beside an eviction give it back; a connection is then lost after its "
         "connect record");
   probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
