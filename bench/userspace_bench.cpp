@@ -107,19 +107,13 @@ imds_event_hdr Hdr(uint8_t type, uint64_t sock, uint64_t cgroup, uint64_t ts) {
   return h;
 }
 
-// One botocore credential fetch on one connection, as the kernel reports it:
-// connect, established, (request, response) x 3 (token PUT, role list, role),
-// close. 9 records, 3 calls.
+// One botocore credential fetch on one connection from a cgroup the agent has
+// placed, as the kernel reports it: (request, response) x 3 (token PUT, role
+// list, role), close. 7 records, 3 calls (a connect record comes only from a
+// cgroup not placed yet, and a handshake has no record).
 void AppendFetch(std::vector<Record>* out, uint64_t sock, uint64_t cgroup, uint64_t* ts, bool with_v1) {
   const std::string comm = "python3";
   const std::string ua = "Botocore/1.29.27 Python/3.11.2 Linux/6.18";
-  imds_connect_event c{};
-  c.hdr = Hdr(IMDS_EV_CONNECT, sock, cgroup, (*ts)++);
-  c.daddr[0] = 0xfea9fea9;
-  Copy(c.comm, sizeof(c.comm), comm);
-  out->push_back(Bytes(c));
-  EstablishedEvent est{Hdr(IMDS_EV_ESTABLISHED, sock, cgroup, (*ts)++)};
-  out->push_back(Bytes(est));
   struct Call {
     uint8_t method;
     const char* path;
@@ -168,6 +162,7 @@ void AppendFetch(std::vector<Record>* out, uint64_t sock, uint64_t cgroup, uint6
   cl.responses = seq;
   cl.flags = IMDS_CLOSE_ESTABLISHED;
   cl.old_state = 1;  // TCP_ESTABLISHED
+  Copy(cl.comm, sizeof(cl.comm), comm);
   out->push_back(Bytes(cl));
 }
 

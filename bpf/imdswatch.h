@@ -26,8 +26,10 @@
 #define IMDS_PREFAULT_PAGES_PER_RUN 256
 
 enum imds_event_type {
-	IMDS_EV_CONNECT = 1,  /* connect() to a watched endpoint */
-	IMDS_EV_ESTABLISHED,  /* handshake completed */
+	/* connect() to a watched endpoint, from a cgroup the agent has not
+	 * placed yet (it wakes the agent); others send no record of their own */
+	IMDS_EV_CONNECT = 1,
+	IMDS_EV_ESTABLISHED_UNUSED, /* not sent: the first request or the close says the handshake completed */
 	IMDS_EV_REQUEST,      /* a request head was parsed */
 	IMDS_EV_RESPONSE,     /* a response completed (or its head, if unbounded) */
 	IMDS_EV_CLOSE,        /* the client side left ESTABLISHED/SYN_SENT */
@@ -124,6 +126,9 @@ struct imds_response_event {
 	char expiry[IMDS_EXPIRY_MAX]; /* e.g. 2026-11-25T21:00:00Z; nothing else of the body */
 };
 
+/* The records after a connect carry what the agent needs to attribute
+ * them (cgroup, process, comm): a connection needs no record of its own
+ * before its first request or its close. */
 struct imds_close_event {
 	struct imds_event_hdr hdr;
 	__u32 requests;  /* request heads parsed on this connection */
@@ -132,10 +137,12 @@ struct imds_close_event {
 	__u16 syn_rtos; /* SYN/data RTO expiries seen */
 	__u8 flags;
 	__u8 old_state; /* TCP state left */
+	char comm[IMDS_COMM_LEN];
 };
 
 struct imds_retrans_event {
 	struct imds_event_hdr hdr;
+	char comm[IMDS_COMM_LEN];
 };
 
 struct imds_parse_error_event {

@@ -103,11 +103,11 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
                 return out;
               });
   health->Add("imdswatch_events_total", "Events received from the kernel, by type", K::kCounter, [p] {
-    static const char* kTypes[] = {"",      "connect",    "established", "request", "response",
-                                   "close", "retransmit", "parse_error", "ttl_drop"};
+    static const char* kTypes[] = {"",           "connect",     "",        "request", "response", "close",
+                                   "retransmit", "parse_error", "ttl_drop"};
     std::vector<LabelledValue> out;
     for (uint8_t t = IMDS_EV_CONNECT; t <= IMDS_EV_TTL_DROP; t++)
-      out.push_back({{{"type", kTypes[t]}}, static_cast<double>(p->events(t))});
+      if (t != IMDS_EV_ESTABLISHED_UNUSED) out.push_back({{{"type", kTypes[t]}}, static_cast<double>(p->events(t))});
     return out;
   });
   health->Add("imdswatch_http_parse_errors_total", "Metadata HTTP streams the kernel could not parse",

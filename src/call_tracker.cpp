@@ -27,6 +27,12 @@ double Seconds(uint64_t from_ns, uint64_t to_ns) {
   return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
 }
 
+Comm CommOf(const char (&comm)[IMDS_COMM_LEN]) {
+  Comm out;
+  std::memcpy(out.data(), comm, out.size());
+  return out;
+}
+
 }  // namespace
 
 CallTracker::CallTracker(CallSink* sink, size_t max_connections)
@@ -42,33 +48,40 @@ CallTracker::Connection* CallTracker::Find(const imds_event_hdr& hdr) {
   return &it->second;
 }
 
-void CallTracker::Handle(const Event& event) {
-  if (const auto* e = std::get_if<imds_connect_event>(&event)) {
-    if (connections_.size() >= max_connections_ && !connections_.count(e->hdr.sock_id)) {
+CallTracker::Connection& CallTracker::Open(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]) {
+  auto it = connections_.find(hdr.sock_id);
+  if (it == connections_.end()) {
+    if (connections_.size() >= max_connections_) {
       // full: drop the least recently active connection rather than the new one
       auto oldest = connections_.begin();
-      for (auto it = connections_.begin(); it != connections_.end(); ++it)
-        if (it->second.last_ns < oldest->second.last_ns) oldest = it;
+      for (auto o = connections_.begin(); o != connections_.end(); ++o)
+        if (o->second.last_ns < oldest->second.last_ns) oldest = o;
       connections_.erase(oldest);
       stats_.evicted_connections++;
     }
-    Connection& conn = connections_[e->hdr.sock_id];
-    conn.cgroup_id = e->hdr.cgroup_id;
-    conn.tgid = e->hdr.tgid;
-    std::memcpy(conn.comm.data(), e->comm, conn.comm.size());
-    conn.last_ns = e->hdr.ts_ns;
-    conn.pending.clear();
+    it = connections_.emplace(hdr.sock_id, Connection{}).first;
+    it->second.cgroup_id = hdr.cgroup_id;
+    it->second.tgid = hdr.tgid;
+    it->second.comm = CommOf(comm);
     stats_.open_connections = connections_.size();
-  } else if (const auto* est = std::get_if<EstablishedEvent>(&event)) {
-    if (Connection* conn = Find(est->hdr)) sink_->OnConnection(conn->cgroup_id, conn->comm, ConnOutcome::kEstablished);
+  }
+  it->second.last_ns = hdr.ts_ns;
+  return it->second;
+}
+
+void CallTracker::Handle(const Event& event) {
+  if (const auto* e = std::get_if<imds_connect_event>(&event)) {
+    // a socket that connects again starts over
+    connections_.erase(e->hdr.sock_id);
+    Open(e->hdr, e->comm);
   } else if (const auto* req = std::get_if<imds_request_event>(&event)) {
     OnRequest(*req);
   } else if (const auto* resp = std::get_if<imds_response_event>(&event)) {
     OnResponse(*resp);
   } else if (const auto* close = std::get_if<imds_close_event>(&event)) {
     OnClose(*close);
-  } else if (const auto* rt = std::get_if<RetransmitEvent>(&event)) {
-    if (Connection* conn = Find(rt->hdr)) sink_->OnRetransmit(conn->cgroup_id, conn->comm);
+  } else if (const auto* rt = std::get_if<imds_retrans_event>(&event)) {
+    sink_->OnRetransmit(rt->hdr.cgroup_id, CommOf(rt->comm));
   } else if (const auto* drop = std::get_if<imds_ttl_drop_event>(&event)) {
     char text[INET6_ADDRSTRLEN] = {};
     inet_ntop(drop->hdr.family, drop->daddr, text, sizeof(text));
@@ -79,8 +92,10 @@ void CallTracker::Handle(const Event& event) {
 }
 
 void CallTracker::OnRequest(const imds_request_event& e) {
-  Connection* conn = Find(e.hdr);
-  if (!conn) return;
+  // The kernel sends no record for a handshake: the first request says it
+  // completed (a connection that never sends one, its close).
+  Connection& conn = Open(e.hdr, e.comm);
+  if (e.seq == 0) sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);
   PendingRequest req;
   req.seq = e.seq;
   req.start_ns = e.start_ns;
@@ -89,7 +104,7 @@ void CallTracker::OnRequest(const imds_request_event& e) {
   req.call = ClassifyCall(req.method, req.path);
   req.version = ClassifyVersion(req.call, e.flags & IMDS_REQ_HAS_TOKEN);
   req.client = ClassifyUserAgent(std::string_view(e.ua, e.ua_len), e.flags & IMDS_REQ_HAS_UA);
-  conn->pending.push_back(std::move(req));
+  conn.pending.push_back(std::move(req));
 }
 
 void CallTracker::OnResponse(const imds_response_event& e) {
@@ -110,14 +125,21 @@ void CallTracker::OnResponse(const imds_response_event& e) {
 
 void CallTracker::OnClose(const imds_close_event& e) {
   auto it = connections_.find(e.hdr.sock_id);
+  // A connection with no record before its close (a handshake that failed,
+  // or one that sent no request) is known by the close alone.
+  Connection unseen;
+  Connection& conn = it != connections_.end() ? it->second : unseen;
   if (it == connections_.end()) {
-    stats_.orphan_events++;
-    return;
+    unseen.cgroup_id = e.hdr.cgroup_id;
+    unseen.tgid = e.hdr.tgid;
+    unseen.comm = CommOf(e.comm);
   }
+  if ((e.flags & IMDS_CLOSE_ESTABLISHED) && e.requests == 0)
+    sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);
   // An evicted connection (the kernel gave its slot to a new one, counted
   // there as socket_table_full) has no outcome to report for what it had pending.
-  if (!(e.flags & IMDS_CLOSE_EVICTED)) SettleClosed(it->second, e);
-  connections_.erase(it);
+  if (!(e.flags & IMDS_CLOSE_EVICTED)) SettleClosed(conn, e);
+  if (it != connections_.end()) connections_.erase(it);
   stats_.open_connections = connections_.size();
 }
 

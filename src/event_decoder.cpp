@@ -12,7 +12,8 @@ static_assert(sizeof(imds_request_event) == 32 + 8 + 8 + 16 + IMDS_PATH_MAX + IM
               "imds_request_event layout changed");
 static_assert(offsetof(imds_request_event, path) == 64, "imds_request_event.path moved");
 static_assert(sizeof(imds_response_event) == 32 + 8 + 8 + 8 + IMDS_EXPIRY_MAX, "imds_response_event layout changed");
-static_assert(sizeof(imds_close_event) == 32 + 16, "imds_close_event layout changed");
+static_assert(sizeof(imds_close_event) == 32 + 16 + IMDS_COMM_LEN, "imds_close_event layout changed");
+static_assert(sizeof(imds_retrans_event) == 32 + IMDS_COMM_LEN, "imds_retrans_event layout changed");
 static_assert(sizeof(imds_parse_error_event) == 32 + 8, "imds_parse_error_event layout changed");
 static_assert(std::is_trivially_copyable_v<imds_request_event>);
 
@@ -46,8 +47,8 @@ DecodeError DecodeEvent(const void* data, size_t size, Event* out) {
   DecodeError err;
   switch (type) {
     case IMDS_EV_CONNECT: return CopyOut<imds_connect_event>(data, size, out);
-    case IMDS_EV_ESTABLISHED: return CopyOut<EstablishedEvent>(data, size, out);
-    case IMDS_EV_RETRANS: return CopyOut<RetransmitEvent>(data, size, out);
+    case IMDS_EV_RETRANS:
+      return CopyOut<imds_retrans_event>(data, size, out);
     case IMDS_EV_CLOSE: return CopyOut<imds_close_event>(data, size, out);
     case IMDS_EV_PARSE_ERROR: return CopyOut<imds_parse_error_event>(data, size, out);
     case IMDS_EV_TTL_DROP: return CopyOut<imds_ttl_drop_event>(data, size, out);

@@ -1,7 +1,8 @@
 // Joins the kernel's per-connection events into finished calls: a request
 // head and its response (matched by connection and sequence number), or a
 // request that never got one (the client gave up: timeout; a reset: reset).
-// Connection outcomes come from the handshake and the close.
+// Connection outcomes come from the first request (the handshake completed)
+// and the close.
 #pragma once
 
 #include <array>
@@ -50,7 +51,7 @@ class CallSink {
 // Written by the event thread, read at scrape time: relaxed atomics.
 struct TrackerStats {
   std::atomic<uint64_t> parse_errors[IMDS_PERR__COUNT][2] = {};  // [reason][0 request, 1 response]
-  std::atomic<uint64_t> orphan_events{0};        // event for a connection never seen opening
+  std::atomic<uint64_t> orphan_events{0};        // response on a connection not followed (closed, or its request lost)
   std::atomic<uint64_t> unmatched_responses{0};  // response whose request was not seen
   std::atomic<uint64_t> evicted_connections{0};  // table full or connection idle too long
   std::atomic<uint64_t> open_connections{0};
@@ -84,6 +85,8 @@ class CallTracker {
   };
 
   Connection* Find(const imds_event_hdr& hdr);
+  // The connection of hdr's socket, followed from now on if it was not.
+  Connection& Open(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]);
   void OnRequest(const imds_request_event& e);
   void OnResponse(const imds_response_event& e);
   void OnClose(const imds_close_event& e);

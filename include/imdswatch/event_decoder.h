@@ -12,15 +12,8 @@
 
 namespace imdswatch {
 
-struct EstablishedEvent {
-  imds_event_hdr hdr;
-};
-struct RetransmitEvent {
-  imds_event_hdr hdr;
-};
-
-using Event = std::variant<imds_connect_event, EstablishedEvent, imds_request_event, imds_response_event,
-                           imds_close_event, RetransmitEvent, imds_parse_error_event, imds_ttl_drop_event>;
+using Event = std::variant<imds_connect_event, imds_request_event, imds_response_event, imds_close_event,
+                           imds_retrans_event, imds_parse_error_event, imds_ttl_drop_event>;
 
 enum class DecodeError { kNone, kTooShort, kUnknownType, kBadLength };
 std::string_view ToString(DecodeError error);

@@ -364,7 +364,6 @@ def event_seeds():
 
     comm = b"curl".ljust(16, b"\0")
     connect = hdr(1) + struct.pack("<4I", 0xFEA9FEA9, 0, 0, 0) + comm
-    established = hdr(2, ts=1_100_000)
 
     def request(seq, method, path, ua, flags, ts):
         return (hdr(3, ts=ts) + struct.pack("<QIBBBB", ts, seq, method, flags, len(path), len(ua)) + comm +
@@ -374,21 +373,23 @@ def event_seeds():
         return (hdr(4, ts=ts) + struct.pack("<QQIHBB", ts - 100, ts, seq, status, flags, len(expiry)) +
                 expiry.ljust(32, b"\0"))
 
-    close = hdr(5, ts=9_000_000) + struct.pack("<IIIHBB", 3, 2, 1, 0, 1 | 4, 1)
-    retrans = hdr(6, ts=2_000_000)
+    close = hdr(5, ts=9_000_000) + struct.pack("<IIIHBB", 3, 2, 1, 0, 1 | 4, 1) + comm
+    retrans = hdr(6, ts=2_000_000) + comm
     perr = hdr(7) + struct.pack("<BB6x", 1, 0)
     ttl = hdr(8, family=2, dport=40000) + struct.pack("<4I", 0x0202140A, 0, 0, 0)
     token = request(0, 2, b"/latest/api/token", b"curl/7.88.1", 2 | 4, 1_200_000)
     role = request(1, 1, b"/latest/meta-data/iam/security-credentials/", b"Botocore/1.29.27", 1 | 4, 1_500_000)
     creds = request(2, 1, b"/latest/meta-data/iam/security-credentials/imdswatch-test-role", b"", 1 | 16,
                     1_700_000)
-    conversation = [connect, established, token, response(0, 200, b"", 0, 1_300_000), role,
+    # a caller from a placed cgroup: no connect record, the first request opens the connection
+    conversation = [token, response(0, 200, b"", 0, 1_300_000), role,
                     response(1, 200, b"", 0, 1_600_000), creds, response(2, 200, b"2026-11-25T21:00:00Z", 2,
                                                                           1_800_000), retrans, close]
     write("event_decoder", b"".join(rec(r) for r in conversation))
     write("event_decoder", b"".join(rec(r) for r in [connect, creds, close]))
     write("event_decoder", b"".join(rec(r, 1) for r in [connect, token, perr, ttl, retrans]))
-    write("event_decoder", rec(connect) + rec(hdr(5, ts=1_000_500) + struct.pack("<IIIHBB", 0, 0, 0, 2, 2, 2)))
+    write("event_decoder", rec(connect) + rec(hdr(5, ts=1_000_500) + struct.pack("<IIIHBB", 0, 0, 0, 2, 2, 2) + comm))
+    write("event_decoder", rec(hdr(2, ts=1_100_000)))  # a type no longer sent
     write("event_decoder", rec(connect[:40]) + rec(b"\x09" + connect[1:]) + rec(token[:-1]))
 
 

@@ -619,8 +619,38 @@ TEST_F(PipelineTest, ThePlainStoreClaimOfOlderKernelsFollowsEachCallToo) {
   };
   auto s = plain.ScrapeUntil([&](const std::vector<Sample>& s) { return events(s, "close") >= 2; });
   EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "connection_claim"}, {"mode", "plain_store"}}), 1);
-  EXPECT_EQ(events(s, "connect"), 2);
-  for (const char* type : {"established", "request", "response", "close"}) EXPECT_EQ(events(s, type), 2) << type;
+  for (const char* type : {"request", "response", "close"}) EXPECT_EQ(events(s, type), 2) << type;
+  EXPECT_EQ(SumOf(s, "imds_connections_total", {{"outcome", "established"}}), 2);
+}
+
+// A connect sends a record only while its caller's cgroup is not placed yet
+// (the record wakes the agent to read /proc/PID/cgroup); after that a
+// connection's first record is its request, which carries the attribution,
+// and says that the handshake completed.
+TEST_F(PipelineTest, OnlyTheFirstConnectOfACgroupSendsARecord) {
+  StartImds();
+  Pod pod = MakePod("placed", 1);
+  WaitUntilKnown(pod);
+  auto events = [](const std::vector<Sample>& s, const char* type) {
+    return SumOf(s, "imdswatch_events_total", {{"type", type}});
+  };
+  const auto before = agent_->Scrape();
+  // one process, three connections, alive while the agent places its cgroup
+  const std::string client =
+      "import time, urllib.request\n"
+      "for _ in range(3):\n"
+      "    urllib.request.urlopen('http://169.254.169.254/latest/meta-data/instance-id', timeout=5).read()\n"
+      "    time.sleep(0.5)\n";
+  ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", "-c", client}), 0);
+  auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
+    return events(x, "close") >= events(before, "close") + 3 && SumOf(x, "imds_requests_total", pod.Labels()) >= 3;
+  });
+  EXPECT_EQ(events(s, "connect"), events(before, "connect") + 1);
+  EXPECT_EQ(events(s, "request"), events(before, "request") + 3);
+  EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"outcome", "ok"}, {"call", "metadata"}})), 3)
+      << "every call attributed to the pod";
+  EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 3);
+  EXPECT_EQ(SumOf(s, "imdswatch_events_total", {{"type", "established"}}), 0) << "no such record any more";
 }
 
 TEST_F(PipelineTest, DiagnosesRefreshStormAndServesTheLifetime) {
@@ -711,8 +741,10 @@ TEST_F(PipelineTest, MalformedRequestIsAParseErrorNotACall) {
                                {{"reason", "bad_request_line"}, {"direction", "request"}});
   RunIn(pod, {"bash", "-c",
               "exec 3<>/dev/tcp/169.254.169.254/80; printf 'get / HTTP/1.1\r\n\r\n' >&3; timeout 1 cat <&3"});
+  // no request record: the close (after `timeout 1`) says the handshake completed
   auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
-    return SumOf(x, "imdswatch_http_parse_errors_total", {{"reason", "bad_request_line"}}) > errors_before;
+    return SumOf(x, "imdswatch_http_parse_errors_total", {{"reason", "bad_request_line"}}) > errors_before &&
+           SumOf(x, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})) >= 1;
   });
   EXPECT_EQ(SumOf(s, "imdswatch_http_parse_errors_total", {{"reason", "bad_request_line"}, {"direction", "request"}}),
             errors_before + 1);

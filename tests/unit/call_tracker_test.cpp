@@ -63,11 +63,20 @@ imds_response_event Response(uint64_t sock, uint32_t seq, uint16_t status, uint6
   return e;
 }
 
-imds_close_event Close(uint64_t sock, uint8_t old_state, uint8_t flags, uint64_t ts) {
+imds_close_event Close(uint64_t sock, uint8_t old_state, uint8_t flags, uint64_t ts, uint32_t requests = 0) {
   imds_close_event e{};
   e.hdr = Hdr(IMDS_EV_CLOSE, sock, ts);
   e.old_state = old_state;
   e.flags = flags;
+  e.requests = requests;
+  std::strcpy(e.comm, "curl");
+  return e;
+}
+
+imds_retrans_event Retransmit(uint64_t sock, uint64_t ts) {
+  imds_retrans_event e{};
+  e.hdr = Hdr(IMDS_EV_RETRANS, sock, ts);
+  std::strcpy(e.comm, "curl");
   return e;
 }
 
@@ -78,7 +87,6 @@ TEST(CallTracker, JoinsKeepAliveRequestsWithTheirResponses) {
   RecordingSink sink;
   CallTracker tracker(&sink);
   tracker.Handle(Connect(1));
-  tracker.Handle(EstablishedEvent{Hdr(IMDS_EV_ESTABLISHED, 1, 2)});
   tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, kBoto, 1000000));
   tracker.Handle(Response(1, 0, 200, 1500000, 2000000));
   tracker.Handle(Request(1, 1, IMDS_METHOD_GET, "/latest/meta-data/iam/security-credentials/r",
@@ -94,8 +102,50 @@ TEST(CallTracker, JoinsKeepAliveRequestsWithTheirResponses) {
   EXPECT_EQ(sink.calls[1].role, "r");
   EXPECT_EQ(sink.calls[1].tgid, 1234u);
   EXPECT_EQ(CommView(sink.calls[1].comm), "python3");
-  ASSERT_EQ(sink.connections.size(), 1u);
+  ASSERT_EQ(sink.connections.size(), 1u) << "the first request says the handshake completed, once";
   EXPECT_EQ(sink.connections[0], ConnOutcome::kEstablished);
+}
+
+// A caller from a cgroup the agent has placed sends no connect record: the
+// request carries its attribution, and the close alone settles a connection
+// that sent none.
+TEST(CallTracker, ConnectionsWithoutAConnectRecordAreFollowedFromTheirFirstRecord) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  imds_request_event first = Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, kBoto, 10);
+  std::strcpy(first.comm, "aws");
+  tracker.Handle(first);
+  tracker.Handle(Response(1, 0, 200, 20, 30));
+  ASSERT_EQ(sink.calls.size(), 1u);
+  EXPECT_EQ(CommView(sink.calls[0].comm), "aws");
+  EXPECT_EQ(sink.calls[0].cgroup_id, 77u);
+  EXPECT_EQ(sink.calls[0].tgid, 1234u);
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED, 40, 1));
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>{ConnOutcome::kEstablished});
+
+  // established, then closed without a request; reset after it; refused; timed out
+  tracker.Handle(Close(2, kEstablished, IMDS_CLOSE_ESTABLISHED, 50));
+  tracker.Handle(Close(3, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_RST_RECEIVED, 60));
+  tracker.Handle(Close(4, kSynSent, IMDS_CLOSE_RST_RECEIVED, 70));
+  tracker.Handle(Retransmit(5, 75));
+  tracker.Handle(Close(5, kSynSent, 0, 80));
+  const std::vector<ConnOutcome> want = {ConnOutcome::kEstablished, ConnOutcome::kEstablished,
+                                         ConnOutcome::kEstablished, ConnOutcome::kReset,
+                                         ConnOutcome::kRefused,     ConnOutcome::kTimeout};
+  EXPECT_EQ(sink.connections, want);
+  EXPECT_EQ(sink.retransmits, 1);
+  EXPECT_EQ(tracker.stats().orphan_events, 0u);
+  EXPECT_EQ(tracker.stats().open_connections, 0u);
+
+  // a connection idled out of the table: its next request is followed again, its handshake not counted twice
+  tracker.Handle(Request(6, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 100));
+  tracker.Handle(Response(6, 0, 200, 110, 120));
+  tracker.EvictIdle(1000000, 10);
+  tracker.Handle(Request(6, 1, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 2000000));
+  tracker.Handle(Response(6, 1, 200, 2000010, 2000020));
+  tracker.Handle(Close(6, kEstablished, IMDS_CLOSE_ESTABLISHED, 2000030, 2));
+  EXPECT_EQ(sink.calls.size(), 3u);
+  EXPECT_EQ(sink.connections.size(), want.size() + 1);
 }
 
 TEST(CallTracker, StatusesMapToOutcomes) {
@@ -120,7 +170,7 @@ TEST(CallTracker, ClientLeavingWithARequestPendingIsATimeout) {
   CallTracker tracker(&sink);
   tracker.Handle(Connect(1));
   tracker.Handle(Request(1, 0, IMDS_METHOD_PUT, "/latest/api/token", IMDS_REQ_HAS_TOKEN_TTL, nullptr, 1000000000));
-  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED, 2000000000));
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED, 2000000000, 1));
   ASSERT_EQ(sink.calls.size(), 1u);
   EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kTimeout);
   EXPECT_EQ(sink.calls[0].sample.status, 0);
@@ -137,11 +187,13 @@ TEST(CallTracker, PeerCuttingTheConnectionIsAReset) {
     CallTracker tracker(&sink);
     tracker.Handle(Connect(1));
     tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
-    tracker.Handle(Close(1, kEstablished, flags | IMDS_CLOSE_ESTABLISHED, 20));
+    tracker.Handle(Close(1, kEstablished, flags | IMDS_CLOSE_ESTABLISHED, 20, 1));
     ASSERT_EQ(sink.calls.size(), 1u);
     EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kReset);
     bool rst = flags & IMDS_CLOSE_RST_RECEIVED;
-    EXPECT_EQ(sink.connections.size(), rst ? 1u : 0u);
+    std::vector<ConnOutcome> want = {ConnOutcome::kEstablished};
+    if (rst) want.push_back(ConnOutcome::kReset);
+    EXPECT_EQ(sink.connections, want);
   }
 }
 
@@ -150,9 +202,9 @@ TEST(CallTracker, ConnectionEvictedFromTheKernelTableIsForgottenWithoutAnOutcome
   CallTracker tracker(&sink);
   tracker.Handle(Connect(1));
   tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
-  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 20));
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 20, 1));
   EXPECT_TRUE(sink.calls.empty()) << "a pending request of an evicted connection is neither timeout nor reset";
-  EXPECT_TRUE(sink.connections.empty());
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>{ConnOutcome::kEstablished}) << "its request said so";
   EXPECT_EQ(tracker.stats().open_connections, 0u);
   EXPECT_EQ(tracker.stats().evicted_connections, 0u) << "counted once, by the kernel";
   tracker.Handle(Response(1, 0, 200, 30, 40));
@@ -165,7 +217,7 @@ TEST(CallTracker, FailedHandshakeIsRefusedOrTimeout) {
   tracker.Handle(Connect(1));
   tracker.Handle(Close(1, kSynSent, IMDS_CLOSE_RST_RECEIVED, 5));
   tracker.Handle(Connect(2));
-  tracker.Handle(RetransmitEvent{Hdr(IMDS_EV_RETRANS, 2, 6)});
+  tracker.Handle(Retransmit(2, 6));
   tracker.Handle(Close(2, kSynSent, 0, 7));
   ASSERT_EQ(sink.connections.size(), 2u);
   EXPECT_EQ(sink.connections[0], ConnOutcome::kRefused);
