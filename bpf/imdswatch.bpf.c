@@ -305,7 +305,7 @@ static __noinline void emit_retransmit(const struct imds_sock *s)
  * new cookie) or a close (the cookie with IMDS_SOCK_CLOSED). Connect
  * programs run preemptible, on any CPU: two may pick the same free slot,
  * and without the swap the later store silently took the earlier
- * connection's (its connect record sent, the rest of it never); a close
+ * connection's (its connect handled, the rest of it never); a close
  * beside an eviction put the closed word back over the slot's new owner. */
 static __always_inline bool slot_swap(struct imds_sock *s, __u64 seen, __u64 word, bool cas)
 {
@@ -387,13 +387,19 @@ static __noinline int emit_request(struct seg_ctx *c, const __u8 *buf, __u32 ua_
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(IMDS_DROP_RINGBUF_FULL);
+		/* request 0 says the handshake completed: now the close must */
+		if (!p->seq)
+			s->close_flags |= IMDS_CLOSE_FIRST_REQUEST_LOST;
 		return 0;
 	}
 	fill_hdr(&e->hdr, s, IMDS_EV_REQUEST, c->now);
 	e->start_ns = p->start_ns;
 	e->seq = p->seq;
 	e->method = method_id(p);
-	e->flags = p->flags;
+	/* a closed slot still parses what the socket sends (bytes queued
+	 * before the close, a head the server's FIN overtook): its close
+	 * record has gone, so the agent does not open the connection again */
+	e->flags = p->flags | (s->sock_id & IMDS_SOCK_CLOSED ? IMDS_REQ_AFTER_CLOSE : 0);
 	e->path_len = p->path_len < IMDS_PATH_MAX ? p->path_len : IMDS_PATH_MAX;
 	e->ua_len = p->ua_len < IMDS_UA_MAX ? p->ua_len : IMDS_UA_MAX;
 	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));

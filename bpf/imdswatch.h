@@ -52,6 +52,7 @@ enum imds_method {
 #define IMDS_REQ_HAS_UA (1u << 2)
 #define IMDS_REQ_PATH_CUT (1u << 3)   /* path longer than IMDS_PATH_MAX */
 #define IMDS_REQ_CREDENTIALS (1u << 4) /* path names a role: response carries an expiry */
+#define IMDS_REQ_AFTER_CLOSE (1u << 5) /* sent after the connection's close record: not followed */
 
 /* Response flags. */
 #define IMDS_RESP_NO_LENGTH (1u << 0) /* no Content-Length: end is the connection's end */
@@ -62,6 +63,7 @@ enum imds_method {
 #define IMDS_CLOSE_RST_RECEIVED (1u << 1)
 #define IMDS_CLOSE_PEER_FIN (1u << 2) /* the server closed first */
 #define IMDS_CLOSE_EVICTED (1u << 3)  /* a new connection took its kernel slot: no longer followed */
+#define IMDS_CLOSE_FIRST_REQUEST_LOST (1u << 4) /* the record of request 0 was lost (ring full) */
 
 enum imds_parse_error {
 	IMDS_PERR_NONE = 0,

@@ -92,8 +92,14 @@ void CallTracker::Handle(const Event& event) {
 }
 
 void CallTracker::OnRequest(const imds_request_event& e) {
+  // bytes the socket sent after its close record: that connection is settled
+  if (e.flags & IMDS_REQ_AFTER_CLOSE) {
+    stats_.orphan_events++;
+    return;
+  }
   // The kernel sends no record for a handshake: the first request says it
-  // completed (a connection that never sends one, its close).
+  // completed (a connection that never sends one, or whose first request's
+  // record was lost, its close).
   Connection& conn = Open(e.hdr, e.comm);
   if (e.seq == 0) sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);
   PendingRequest req;
@@ -134,7 +140,7 @@ void CallTracker::OnClose(const imds_close_event& e) {
     unseen.tgid = e.hdr.tgid;
     unseen.comm = CommOf(e.comm);
   }
-  if ((e.flags & IMDS_CLOSE_ESTABLISHED) && e.requests == 0)
+  if ((e.flags & IMDS_CLOSE_ESTABLISHED) && (e.requests == 0 || (e.flags & IMDS_CLOSE_FIRST_REQUEST_LOST)))
     sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);
   // An evicted connection (the kernel gave its slot to a new one, counted
   // there as socket_table_full) has no outcome to report for what it had pending.

@@ -413,7 +413,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
     spdlog::warn(
         "BPF_CMPXCHG not taken (kernels before 5.12 refuse it): connects on two CPUs at once may, rarely, take one "
         "connection slot, or a close beside an eviction give it back; a connection is then lost after its "
-        "connect record");
+        "connect");
   probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
   bpf_program__set_autoload(progs->imds_connect4_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect6_work, cmpxchg);

@@ -148,6 +148,33 @@ TEST(CallTracker, ConnectionsWithoutAConnectRecordAreFollowedFromTheirFirstRecor
   EXPECT_EQ(sink.connections.size(), want.size() + 1);
 }
 
+// A request head the socket sent after its close record (bytes queued
+// before the close, or a head the server's FIN overtook) opens nothing and
+// counts no second handshake; a lost record of request 0 leaves the
+// handshake to the close.
+TEST(CallTracker, RequestAfterTheCloseAndALostFirstRequestCountTheHandshakeOnce) {
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_PEER_FIN, 10));
+  tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", IMDS_REQ_AFTER_CLOSE, nullptr, 20));
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>{ConnOutcome::kEstablished});
+  EXPECT_EQ(tracker.stats().open_connections, 0u);
+  EXPECT_EQ(tracker.stats().orphan_events, 1u);
+
+  // request 0's record lost: request 1 opens the connection, the close counts the handshake
+  tracker.Handle(Request(2, 1, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 30));
+  tracker.Handle(Response(2, 1, 200, 40, 50));
+  tracker.Handle(Close(2, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_FIRST_REQUEST_LOST, 60, 2));
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>(2, ConnOutcome::kEstablished));
+  EXPECT_EQ(sink.calls.size(), 1u);
+
+  // opened by a connect record (a cgroup not placed yet), closed without a request
+  tracker.Handle(Connect(3));
+  tracker.Handle(Close(3, kEstablished, IMDS_CLOSE_ESTABLISHED, 70));
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>(3, ConnOutcome::kEstablished));
+  EXPECT_EQ(tracker.stats().open_connections, 0u);
+}
+
 TEST(CallTracker, StatusesMapToOutcomes) {
   RecordingSink sink;
   CallTracker tracker(&sink);
