@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <optional>
 
 #include "imdswatch/classify.h"
 
@@ -133,13 +134,14 @@ void CallTracker::OnClose(const imds_close_event& e) {
   auto it = connections_.find(e.hdr.sock_id);
   // A connection with no record before its close (a handshake that failed,
   // or one that sent no request) is known by the close alone.
-  Connection unseen;
-  Connection& conn = it != connections_.end() ? it->second : unseen;
+  std::optional<Connection> unseen;
   if (it == connections_.end()) {
-    unseen.cgroup_id = e.hdr.cgroup_id;
-    unseen.tgid = e.hdr.tgid;
-    unseen.comm = CommOf(e.comm);
+    unseen.emplace();
+    unseen->cgroup_id = e.hdr.cgroup_id;
+    unseen->tgid = e.hdr.tgid;
+    unseen->comm = CommOf(e.comm);
   }
+  Connection& conn = unseen ? *unseen : it->second;
   if ((e.flags & IMDS_CLOSE_ESTABLISHED) && (e.requests == 0 || (e.flags & IMDS_CLOSE_FIRST_REQUEST_LOST)))
     sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);
   // An evicted connection (the kernel gave its slot to a new one, counted

@@ -51,7 +51,9 @@ class CallSink {
 // Written by the event thread, read at scrape time: relaxed atomics.
 struct TrackerStats {
   std::atomic<uint64_t> parse_errors[IMDS_PERR__COUNT][2] = {};  // [reason][0 request, 1 response]
-  std::atomic<uint64_t> orphan_events{0};        // response on a connection not followed (closed, or its request lost)
+  // a response on a connection not followed (closed, or its request's record
+  // lost), or a request head sent after its connection's close record
+  std::atomic<uint64_t> orphan_events{0};
   std::atomic<uint64_t> unmatched_responses{0};  // response whose request was not seen
   std::atomic<uint64_t> evicted_connections{0};  // table full or connection idle too long
   std::atomic<uint64_t> open_connections{0};
