@@ -49,6 +49,15 @@ CallTracker::Connection* CallTracker::Find(const imds_event_hdr& hdr) {
   return &it->second;
 }
 
+CallTracker::Connection CallTracker::NewConnection(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]) {
+  Connection conn;
+  conn.cgroup_id = hdr.cgroup_id;
+  conn.tgid = hdr.tgid;
+  conn.comm = CommOf(comm);
+  conn.last_ns = hdr.ts_ns;
+  return conn;
+}
+
 CallTracker::Connection& CallTracker::Open(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]) {
   auto it = connections_.find(hdr.sock_id);
   if (it == connections_.end()) {
@@ -60,10 +69,7 @@ CallTracker::Connection& CallTracker::Open(const imds_event_hdr& hdr, const char
       connections_.erase(oldest);
       stats_.evicted_connections++;
     }
-    it = connections_.emplace(hdr.sock_id, Connection{}).first;
-    it->second.cgroup_id = hdr.cgroup_id;
-    it->second.tgid = hdr.tgid;
-    it->second.comm = CommOf(comm);
+    it = connections_.emplace(hdr.sock_id, NewConnection(hdr, comm)).first;
     stats_.open_connections = connections_.size();
   }
   it->second.last_ns = hdr.ts_ns;
@@ -135,12 +141,7 @@ void CallTracker::OnClose(const imds_close_event& e) {
   // A connection with no record before its close (a handshake that failed,
   // or one that sent no request) is known by the close alone.
   std::optional<Connection> unseen;
-  if (it == connections_.end()) {
-    unseen.emplace();
-    unseen->cgroup_id = e.hdr.cgroup_id;
-    unseen->tgid = e.hdr.tgid;
-    unseen->comm = CommOf(e.comm);
-  }
+  if (it == connections_.end()) unseen.emplace(NewConnection(e.hdr, e.comm));
   Connection& conn = unseen ? *unseen : it->second;
   if ((e.flags & IMDS_CLOSE_ESTABLISHED) && (e.requests == 0 || (e.flags & IMDS_CLOSE_FIRST_REQUEST_LOST)))
     sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kEstablished);

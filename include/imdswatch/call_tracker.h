@@ -86,6 +86,8 @@ class CallTracker {
     std::deque<PendingRequest> pending;
   };
 
+  // Who a connection belongs to, from any record that carries it.
+  static Connection NewConnection(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]);
   Connection* Find(const imds_event_hdr& hdr);
   // The connection of hdr's socket, followed from now on if it was not.
   Connection& Open(const imds_event_hdr& hdr, const char (&comm)[IMDS_COMM_LEN]);
