@@ -220,6 +220,8 @@ def http_seeds(captures):
     for r in requests:
         write("http_request", CANARY_HDR + NO_CUTS + r)
     write("http_request", b"\x05" + struct.pack("<HHH", 7, 40, 41) + max(requests[:-10], key=len))
+    # the canary spelt by the input itself, in a User-Agent whose CR the parser drops (CI, 2026-12-04)
+    write("http_request", CANARY_HDR + NO_CUTS + b"GET / HTTP/1.1\r\nUser-Agent: Zq7CAN\rARYsecret9\r\n\r\n")
 
     responses += [
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\n"
