@@ -88,6 +88,7 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
     const TrackerStats& t = p->tracker().stats();
     out.push_back({{{"reason", "orphan_event"}}, static_cast<double>(t.orphan_events)});
     out.push_back({{{"reason", "unmatched_response"}}, static_cast<double>(t.unmatched_responses)});
+    out.push_back({{{"reason", "duplicate_close"}}, static_cast<double>(t.duplicate_closes)});
     out.push_back({{{"reason", "connection_evicted"}}, static_cast<double>(t.evicted_connections)});
     out.push_back({{{"reason", "series_owners_full"}}, static_cast<double>(aggregator->DroppedRecords())});
     out.push_back({{{"reason", "diagnosis_owners_full"}}, static_cast<double>(diagnoser->DroppedRecords())});

@@ -36,8 +36,8 @@ Comm CommOf(const char (&comm)[IMDS_COMM_LEN]) {
 
 }  // namespace
 
-CallTracker::CallTracker(CallSink* sink, size_t max_connections)
-    : sink_(sink), max_connections_(max_connections) {}
+CallTracker::CallTracker(CallSink* sink, size_t max_connections, size_t recent_closes)
+    : sink_(sink), max_connections_(max_connections), recent_closes_(recent_closes) {}
 
 CallTracker::Connection* CallTracker::Find(const imds_event_hdr& hdr) {
   auto it = connections_.find(hdr.sock_id);
@@ -136,7 +136,26 @@ void CallTracker::OnResponse(const imds_response_event& e) {
   Finish(*conn, std::move(req), OutcomeForStatus(e.status), e.status, e.end_ns, e.first_byte_ns, std::move(expiry));
 }
 
+bool CallTracker::SecondClose(const imds_close_event& e) {
+  const bool evicted = e.flags & IMDS_CLOSE_EVICTED;
+  auto [seen, fresh] = closed_evicted_.try_emplace(e.hdr.sock_id, evicted);
+  if (!fresh) {
+    if (seen->second != evicted) return true;
+    return false;  // the socket connected again and closed again
+  }
+  closed_order_.push_back(e.hdr.sock_id);
+  if (closed_order_.size() > recent_closes_) {
+    closed_evicted_.erase(closed_order_.front());
+    closed_order_.pop_front();
+  }
+  return false;
+}
+
 void CallTracker::OnClose(const imds_close_event& e) {
+  if (SecondClose(e)) {
+    stats_.duplicate_closes++;
+    return;
+  }
   auto it = connections_.find(e.hdr.sock_id);
   // A connection with no record before its close (a handshake that failed,
   // or one that sent no request) is known by the close alone.

@@ -55,13 +55,16 @@ struct TrackerStats {
   // lost), or a request head sent after its connection's close record
   std::atomic<uint64_t> orphan_events{0};
   std::atomic<uint64_t> unmatched_responses{0};  // response whose request was not seen
+  // a second close record of one connection: kernels before 5.12 (no
+  // BPF_CMPXCHG) can send one from its close and one from its eviction
+  std::atomic<uint64_t> duplicate_closes{0};
   std::atomic<uint64_t> evicted_connections{0};  // table full or connection idle too long
   std::atomic<uint64_t> open_connections{0};
 };
 
 class CallTracker {
  public:
-  explicit CallTracker(CallSink* sink, size_t max_connections = 65536);
+  explicit CallTracker(CallSink* sink, size_t max_connections = 65536, size_t recent_closes = 4096);
   void Handle(const Event& event);
   // Forgets connections with no event for longer than idle_ns (a close we missed).
   void EvictIdle(uint64_t now_ns, uint64_t idle_ns);
@@ -94,6 +97,9 @@ class CallTracker {
   void OnRequest(const imds_request_event& e);
   void OnResponse(const imds_response_event& e);
   void OnClose(const imds_close_event& e);
+  // True for the second of a close and an eviction record of one connection
+  // (either order); remembers this one among the last recent_closes.
+  bool SecondClose(const imds_close_event& e);
   // A closed connection's outcome and its pending requests'.
   void SettleClosed(Connection& conn, const imds_close_event& e);
   void Finish(const Connection& conn, PendingRequest&& req, Outcome outcome, uint16_t status, uint64_t end_ns,
@@ -102,6 +108,13 @@ class CallTracker {
   CallSink* sink_;
   size_t max_connections_;
   std::unordered_map<uint64_t, Connection> connections_;
+  // Cookies of the last closes, and whether each was an eviction. A cookie
+  // is never reused while a kernel runs; a socket that connects again keeps
+  // it, so only a close and an eviction of one cookie are a pair (a socket
+  // closed, connected again and then evicted would be taken for one).
+  size_t recent_closes_;
+  std::unordered_map<uint64_t, bool> closed_evicted_;
+  std::deque<uint64_t> closed_order_;
   TrackerStats stats_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -236,6 +237,43 @@ TEST(CallTracker, ConnectionEvictedFromTheKernelTableIsForgottenWithoutAnOutcome
   EXPECT_EQ(tracker.stats().evicted_connections, 0u) << "counted once, by the kernel";
   tracker.Handle(Response(1, 0, 200, 30, 40));
   EXPECT_TRUE(sink.calls.empty());
+}
+
+// Kernels before 5.12 claim slots with plain stores: a connection's close and
+// its eviction by a new connect can both send a record.
+TEST(CallTracker, ACloseAndAnEvictionOfOneConnectionSettleItOnce) {
+  for (bool eviction_first : {true, false}) {
+    RecordingSink sink;
+    CallTracker tracker(&sink, 65536, 2);
+    tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
+    const auto evicted = Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 20, 1);
+    const auto closed = Close(1, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_RST_RECEIVED, 21, 1);
+    tracker.Handle(eviction_first ? evicted : closed);
+    tracker.Handle(eviction_first ? closed : evicted);
+    std::vector<ConnOutcome> want = {ConnOutcome::kEstablished};
+    if (!eviction_first) want.push_back(ConnOutcome::kReset);
+    EXPECT_EQ(sink.connections, want) << "eviction first: " << eviction_first;
+    EXPECT_EQ(sink.calls.size(), eviction_first ? 0u : 1u);
+    EXPECT_EQ(tracker.stats().duplicate_closes, 1u);
+    EXPECT_EQ(tracker.stats().orphan_events, 0u);
+
+    // two handshakes that never sent a request: each counted once
+    tracker.Handle(Close(2, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 30));
+    tracker.Handle(Close(2, kEstablished, IMDS_CLOSE_ESTABLISHED, 31));
+    tracker.Handle(Close(3, kEstablished, IMDS_CLOSE_ESTABLISHED, 32));
+    tracker.Handle(Close(3, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 33));
+    EXPECT_EQ(std::count(sink.connections.begin(), sink.connections.end(), ConnOutcome::kEstablished), 3);
+    EXPECT_EQ(tracker.stats().duplicate_closes, 3u);
+
+    // a socket that connects again closes again: both closes count
+    tracker.Handle(Close(4, kSynSent, 0, 40));
+    tracker.Handle(Close(4, kSynSent, 0, 41));
+    EXPECT_EQ(std::count(sink.connections.begin(), sink.connections.end(), ConnOutcome::kTimeout), 2);
+
+    // only the last two closes are remembered (recent_closes 2): 1, 2 and 3 are forgotten
+    tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_EVICTED, 50));
+    EXPECT_EQ(tracker.stats().duplicate_closes, 3u);
+  }
 }
 
 TEST(CallTracker, FailedHandshakeIsRefusedOrTimeout) {
