@@ -26,8 +26,12 @@
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_FIN_WAIT1 4
+#define TCP_FIN_WAIT2 5
+#define TCP_TIME_WAIT 6
 #define TCP_CLOSE 7
 #define TCP_CLOSE_WAIT 8
+#define TCP_CLOSING 11
+#define RCV_SHUTDOWN 1
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,6 +43,10 @@ const volatile struct imds_filter filter __attribute__((aligned(64))) = {};
 /* 0: wake the reader at every record (`imdswatch trace`); else the agent
  * drains the ring on a timer and is woken only once this many bytes wait. */
 const volatile __u32 wakeup_bytes = 0;
+/* Set by the loader where sockops may read its socket (bpf_skc_to_tcp_sock:
+ * 5.10+, CAP_PERFMON): a client's half-close then does not end an exchange
+ * that still waits for its response. */
+const volatile bool half_close_followed = false;
 
 /* The parser calls back into this file with ctx = the segment being parsed.
  * Its hot steps are inlined; its bulky or rare ones (copies, the expiry) and
@@ -735,11 +743,46 @@ CONNECT_WORK(imds_connect6_work_store, "cgroup/connect6", track_connect6, false)
 
 /* ---- connection life (sockops) ---- */
 
-/* The first step out of SYN_SENT or ESTABLISHED ends the exchange. */
+/* The first step out of SYN_SENT or ESTABLISHED ends the exchange; after a
+ * half-close (the work kept the callbacks, below), the server's FIN or the
+ * socket's end. */
 static __always_inline bool ends_exchange(__u32 old_state, __u32 new_state)
 {
-	return (old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED) &&
-	       (new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT);
+	if (old_state == TCP_SYN_SENT || old_state == TCP_ESTABLISHED)
+		return new_state == TCP_CLOSE || new_state == TCP_FIN_WAIT1 || new_state == TCP_CLOSE_WAIT;
+	return (old_state == TCP_FIN_WAIT1 || old_state == TCP_FIN_WAIT2) &&
+	       (new_state == TCP_TIME_WAIT || new_state == TCP_CLOSING || new_state == TCP_CLOSE);
+}
+
+/* The client shut only its sending side (shutdown(SHUT_WR)): close() marks
+ * the receiving side shut too before the socket leaves ESTABLISHED. */
+static __always_inline bool only_sending_shut(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return false;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return false;
+	return !(BPF_CORE_READ_BITFIELD(&tp->inet_conn.icsk_inet.sk, sk_shutdown) & RCV_SHUTDOWN);
+}
+
+/* A state change ends_exchange let through: does it end this exchange? A
+ * client that half-closes with a response owed still reads it: its
+ * exchange ends at the server's FIN or the socket's end, not at its own. */
+static __always_inline bool exchange_over(struct imds_sock *s, struct bpf_sock_ops *ops, __u32 old_state,
+					  __u32 new_state)
+{
+	if (s->close_flags & IMDS_CLOSE_HALF_CLOSED)
+		return true; /* ends_exchange let only the end of one through */
+	if (half_close_followed && old_state == TCP_ESTABLISHED && new_state == TCP_FIN_WAIT1 &&
+	    s->req.seq > s->resp.seq && only_sending_shut(ops)) {
+		s->close_flags |= IMDS_CLOSE_HALF_CLOSED;
+		return false;
+	}
+	return true;
 }
 
 /* The callbacks that imds_sockops (below) let through: a connection to a
@@ -767,12 +810,22 @@ static __always_inline int track_sockops(struct bpf_sock_ops *ops, bool cas)
 	case BPF_SOCK_OPS_RTO_CB:
 		s->rtos++;
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		emit_close(s, cookie, ops->args[0], ops->args[1] == TCP_CLOSE_WAIT ? IMDS_CLOSE_PEER_FIN : 0, cas);
+	case BPF_SOCK_OPS_STATE_CB: {
+		__u32 old_state = ops->args[0], new_state = ops->args[1];
+
+		if (!exchange_over(s, ops, old_state, new_state))
+			break;
+		/* the server's FIN: first (CLOSE_WAIT), or after the client's half-close */
+		emit_close(s, cookie, old_state,
+			   new_state == TCP_CLOSE_WAIT || new_state == TCP_TIME_WAIT || new_state == TCP_CLOSING
+				   ? IMDS_CLOSE_PEER_FIN
+				   : 0,
+			   cas);
 		/* the rest of the teardown (FIN_WAIT2, TIME_WAIT, ...) is of no
 		 * interest: no more callbacks for this socket */
 		bpf_sock_ops_cb_flags_set(ops, 0);
 		break;
+	}
 	}
 	return 1;
 }

@@ -64,6 +64,7 @@ enum imds_method {
 #define IMDS_CLOSE_PEER_FIN (1u << 2) /* the server closed first */
 #define IMDS_CLOSE_EVICTED (1u << 3)  /* a new connection took its kernel slot: no longer followed */
 #define IMDS_CLOSE_FIRST_REQUEST_LOST (1u << 4) /* the record of request 0 was lost (ring full) */
+#define IMDS_CLOSE_HALF_CLOSED (1u << 5) /* the client shut its sending side first (SHUT_WR) */
 
 enum imds_parse_error {
 	IMDS_PERR_NONE = 0,

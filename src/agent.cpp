@@ -96,8 +96,8 @@ void RegisterSelfHealth(SelfHealth* health, Pipeline* p, Aggregator* aggregator,
     return out;
   });
   health->Add("imdswatch_probe_mode",
-              "How each part of the kernel side runs on this kernel, 1 per part; modes other than cmpxchg and "
-              "tp_btf are older kernels' or missing privileges' fallbacks",
+              "How each part of the kernel side runs on this kernel, 1 per part; modes other than cmpxchg, "
+              "tp_btf and followed are older kernels' or missing privileges' fallbacks",
               K::kGauge, [p] {
                 std::vector<LabelledValue> out;
                 for (const ProbeMode& m : p->probes().modes()) out.push_back({{{"part", m.part}, {"mode", m.mode}}, 1});

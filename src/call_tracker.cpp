@@ -12,7 +12,6 @@ namespace imdswatch {
 namespace {
 
 constexpr uint8_t kTcpSynSent = 2;
-constexpr uint8_t kTcpEstablished = 1;
 
 std::string_view MethodName(uint8_t method) {
   switch (method) {
@@ -176,7 +175,7 @@ void CallTracker::SettleClosed(Connection& conn, const imds_close_event& e) {
   if (e.old_state == kTcpSynSent) {
     // the handshake never completed: an RST is a refusal, silence a timeout
     sink_->OnConnection(conn.cgroup_id, conn.comm, rst ? ConnOutcome::kRefused : ConnOutcome::kTimeout);
-  } else if (e.old_state == kTcpEstablished && rst) {
+  } else if (rst) {  // ESTABLISHED, or FIN_WAIT1/2 after the client's half-close
     sink_->OnConnection(conn.cgroup_id, conn.comm, ConnOutcome::kReset);
   }
   // Requests still waiting: the client left (timeout), or the peer cut the

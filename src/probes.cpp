@@ -415,6 +415,14 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
         "connection slot, or a close beside an eviction give it back; a connection is then lost after its "
         "connect");
   probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
+  // sockops reads its socket's shutdown bits (a half-close is not a close) where the kernel lets it
+  const bool half_close = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_skc_to_tcp_sock, nullptr) == 1;
+  if (!half_close)
+    spdlog::warn(
+        "sockops may not read its socket here (bpf_skc_to_tcp_sock: kernels 5.10+, CAP_PERFMON): a client's "
+        "half-close (shutdown(SHUT_WR)) ends its exchange, and the response it still reads is not counted");
+  probes->skel_->rodata->half_close_followed = half_close;
+  probes->modes_.push_back({"half_close", half_close ? "followed" : "ends_exchange"});
   bpf_program__set_autoload(progs->imds_connect4_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect6_work, cmpxchg);
   bpf_program__set_autoload(progs->imds_connect4_work_store, !cmpxchg);

@@ -231,6 +231,9 @@ class CapabilitiesTest(unittest.TestCase):
                     # the cmpxchg probe program loads with the container's capabilities too
                     self.assertEqual(k.total(samples, "imdswatch_probe_mode", part="connection_claim",
                                              mode="cmpxchg"), 1, body[-3000:])
+                    # and sockops may read its socket (a half-close is not a close) with them
+                    self.assertEqual(k.total(samples, "imdswatch_probe_mode", part="half_close",
+                                             mode="followed"), 1, body[-3000:])
                     self.assertRegex(log, r"attached \S*imds_kfree_raw\S* at ")
                     status = k.proc_status(agent.pid)
                     self.assertEqual(int(status["CapBnd"], 16), k.cap_mask(with_caps))

@@ -225,6 +225,23 @@ TEST(CallTracker, PeerCuttingTheConnectionIsAReset) {
   }
 }
 
+// After the client's half-close the kernel ends the exchange at the server's
+// FIN or an RST, from FIN_WAIT1 or FIN_WAIT2.
+TEST(CallTracker, APeerCutAfterTheClientsHalfCloseIsAReset) {
+  constexpr uint8_t kFinWait1 = 4, kFinWait2 = 5;
+  RecordingSink sink;
+  CallTracker tracker(&sink);
+  tracker.Handle(Request(1, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 10));
+  tracker.Handle(Close(1, kFinWait1, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_HALF_CLOSED | IMDS_CLOSE_RST_RECEIVED, 20, 1));
+  tracker.Handle(Request(2, 0, IMDS_METHOD_GET, "/latest/meta-data/", 0, nullptr, 30));
+  tracker.Handle(Close(2, kFinWait2, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_HALF_CLOSED | IMDS_CLOSE_PEER_FIN, 40, 1));
+  ASSERT_EQ(sink.calls.size(), 2u);
+  EXPECT_EQ(sink.calls[0].sample.outcome, Outcome::kReset);
+  EXPECT_EQ(sink.calls[1].sample.outcome, Outcome::kReset);
+  EXPECT_EQ(sink.connections,
+            (std::vector<ConnOutcome>{ConnOutcome::kEstablished, ConnOutcome::kReset, ConnOutcome::kEstablished}));
+}
+
 TEST(CallTracker, ConnectionEvictedFromTheKernelTableIsForgottenWithoutAnOutcome) {
   RecordingSink sink;
   CallTracker tracker(&sink);
