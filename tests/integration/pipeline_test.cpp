@@ -574,7 +574,9 @@ TEST_F(PipelineTest, AResponseAfterTheClientsHalfCloseCountsAsItsCall) {
   const auto ok = With(pod.Labels(), {{"outcome", "ok"}, {"code", "200"}});
   const auto timeout = With(pod.Labels(), {{"outcome", "timeout"}});
   const std::map<std::string, std::string> orphan = {{"reason", "orphan_event"}};
-  const double orphans_before = SumOf(agent_->Scrape(), "imdswatch_events_lost_total", orphan);
+  auto closes = [](const std::vector<Sample>& s) { return SumOf(s, "imdswatch_events_total", {{"type", "close"}}); };
+  const auto start = agent_->Scrape();
+  const double orphans_before = SumOf(start, "imdswatch_events_lost_total", orphan), closes_before = closes(start);
   const std::string client =
       "import socket, time\n"
       "s = socket.create_connection(('169.254.169.254', 80), timeout=5)\n"
@@ -592,8 +594,11 @@ TEST_F(PipelineTest, AResponseAfterTheClientsHalfCloseCountsAsItsCall) {
   ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", "-c", client}, &out), 0) << out;
   EXPECT_NE(out.find("200"), std::string::npos) << out;
   auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
-    return SumOf(x, "imds_requests_total", ok) + SumOf(x, "imds_requests_total", timeout) >= 1;
+    return SumOf(x, "imds_requests_total", ok) + SumOf(x, "imds_requests_total", timeout) >= 1 &&
+           closes(x) >= closes_before + 1;
   });
+  // the exchange ended after the response (the server's FIN), with one close record
+  EXPECT_EQ(closes(s), closes_before + 1);
   EXPECT_EQ(SumOf(s, "imds_requests_total", ok), 1);
   EXPECT_EQ(SumOf(s, "imds_requests_total", timeout), 0);
   EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 1);
