@@ -21,6 +21,11 @@ namespace {
 constexpr char kNode[] = "node-a";
 constexpr char kCanary[] = "CANARY0ff1ce5ecret";
 
+// The agent's records of one type so far (imdswatch_events_total).
+double EventsOf(const std::vector<Sample>& samples, const char* type) {
+  return SumOf(samples, "imdswatch_events_total", {{"type", type}});
+}
+
 // A pod known to the API stand-in, with one container's cgroup.
 struct Pod {
   std::string name, ns, uid, container_id, container, workload, ip;
@@ -538,7 +543,7 @@ TEST_F(PipelineTest, HopLimitIsProvenByTheNodeDroppingTheReply) {
                "http://169.254.169.254/latest/api/token"});
   auto s = WaitForDiagnosis(sick, "hop_limit");
   EXPECT_EQ(SumOf(s, "imds_diagnosis", With(sick.Labels(), {{"kind", "hop_limit"}})), 1);
-  EXPECT_GE(SumOf(s, "imdswatch_events_total", {{"type", "ttl_drop"}}), 1);
+  EXPECT_GE(EventsOf(s, "ttl_drop"), 1);
   std::string doctor;
   EXPECT_EQ(Doctor(&doctor, /*json=*/true), 1);
   EXPECT_NE(doctor.find("ttl_exceeded_drops"), std::string::npos) << doctor;
@@ -556,9 +561,8 @@ TEST_F(PipelineTest, TheRawTracepointOfOlderKernelsSeesTheDropToo) {
   WaitUntilKnown(sick);
   RunIn(sick, {"curl", "-sS", "--max-time", "1", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
                "http://169.254.169.254/latest/api/token"});
-  auto drops = [](const std::vector<Sample>& s) { return SumOf(s, "imdswatch_events_total", {{"type", "ttl_drop"}}); };
-  auto s = raw.ScrapeUntil([&](const std::vector<Sample>& s) { return drops(s) >= 1; });
-  EXPECT_GE(drops(s), 1);
+  auto s = raw.ScrapeUntil([&](const std::vector<Sample>& s) { return EventsOf(s, "ttl_drop") >= 1; });
+  EXPECT_GE(EventsOf(s, "ttl_drop"), 1);
   // root here reads /proc/kallsyms's addresses: the filter has the forwarding code
   EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "forwarding_drops"}, {"mode", "raw_tp_forwarding_code"}}), 1);
 }
@@ -574,9 +578,9 @@ TEST_F(PipelineTest, AResponseAfterTheClientsHalfCloseCountsAsItsCall) {
   const auto ok = With(pod.Labels(), {{"outcome", "ok"}, {"code", "200"}});
   const auto timeout = With(pod.Labels(), {{"outcome", "timeout"}});
   const std::map<std::string, std::string> orphan = {{"reason", "orphan_event"}};
-  auto closes = [](const std::vector<Sample>& s) { return SumOf(s, "imdswatch_events_total", {{"type", "close"}}); };
   const auto start = agent_->Scrape();
-  const double orphans_before = SumOf(start, "imdswatch_events_lost_total", orphan), closes_before = closes(start);
+  const double orphans_before = SumOf(start, "imdswatch_events_lost_total", orphan),
+               closes_before = EventsOf(start, "close");
   const std::string client =
       "import socket, time\n"
       "s = socket.create_connection(('169.254.169.254', 80), timeout=5)\n"
@@ -595,10 +599,10 @@ TEST_F(PipelineTest, AResponseAfterTheClientsHalfCloseCountsAsItsCall) {
   EXPECT_NE(out.find("200"), std::string::npos) << out;
   auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
     return SumOf(x, "imds_requests_total", ok) + SumOf(x, "imds_requests_total", timeout) >= 1 &&
-           closes(x) >= closes_before + 1;
+           EventsOf(x, "close") >= closes_before + 1;
   });
   // the exchange ended after the response (the server's FIN), with one close record
-  EXPECT_EQ(closes(s), closes_before + 1);
+  EXPECT_EQ(EventsOf(s, "close"), closes_before + 1);
   EXPECT_EQ(SumOf(s, "imds_requests_total", ok), 1);
   EXPECT_EQ(SumOf(s, "imds_requests_total", timeout), 0);
   EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 1);
@@ -618,12 +622,9 @@ TEST_F(PipelineTest, ThePlainStoreClaimOfOlderKernelsFollowsEachCallToo) {
   WaitUntilKnown(pod);
   ASSERT_EQ(RunIn(pod, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
   ASSERT_EQ(RunIn(pod, Curl({"http://169.254.169.254/latest/meta-data/instance-id"})), 0);
-  auto events = [](const std::vector<Sample>& s, const char* type) {
-    return SumOf(s, "imdswatch_events_total", {{"type", type}});
-  };
-  auto s = plain.ScrapeUntil([&](const std::vector<Sample>& s) { return events(s, "close") >= 2; });
+  auto s = plain.ScrapeUntil([&](const std::vector<Sample>& s) { return EventsOf(s, "close") >= 2; });
   EXPECT_EQ(SumOf(s, "imdswatch_probe_mode", {{"part", "connection_claim"}, {"mode", "plain_store"}}), 1);
-  for (const char* type : {"request", "response", "close"}) EXPECT_EQ(events(s, type), 2) << type;
+  for (const char* type : {"request", "response", "close"}) EXPECT_EQ(EventsOf(s, type), 2) << type;
   EXPECT_EQ(SumOf(s, "imds_connections_total", {{"outcome", "established"}}), 2);
 }
 
@@ -635,9 +636,6 @@ TEST_F(PipelineTest, OnlyTheFirstConnectOfACgroupSendsARecord) {
   StartImds();
   Pod pod = MakePod("placed", 1);
   WaitUntilKnown(pod);
-  auto events = [](const std::vector<Sample>& s, const char* type) {
-    return SumOf(s, "imdswatch_events_total", {{"type", type}});
-  };
   const auto before = agent_->Scrape();
   // one process, three connections, alive while the agent places its cgroup
   const std::string client =
@@ -647,10 +645,10 @@ TEST_F(PipelineTest, OnlyTheFirstConnectOfACgroupSendsARecord) {
       "    time.sleep(0.5)\n";
   ASSERT_EQ(RunIn(pod, {"/usr/bin/python3", "-c", client}), 0);
   auto s = agent_->ScrapeUntil([&](const std::vector<Sample>& x) {
-    return events(x, "close") >= events(before, "close") + 3 && SumOf(x, "imds_requests_total", pod.Labels()) >= 3;
+    return EventsOf(x, "close") >= EventsOf(before, "close") + 3 && SumOf(x, "imds_requests_total", pod.Labels()) >= 3;
   });
-  EXPECT_EQ(events(s, "connect"), events(before, "connect") + 1);
-  EXPECT_EQ(events(s, "request"), events(before, "request") + 3);
+  EXPECT_EQ(EventsOf(s, "connect"), EventsOf(before, "connect") + 1);
+  EXPECT_EQ(EventsOf(s, "request"), EventsOf(before, "request") + 3);
   EXPECT_EQ(SumOf(s, "imds_requests_total", With(pod.Labels(), {{"outcome", "ok"}, {"call", "metadata"}})), 3)
       << "every call attributed to the pod";
   EXPECT_EQ(SumOf(s, "imds_connections_total", With(pod.Labels(), {{"outcome", "established"}})), 3);
