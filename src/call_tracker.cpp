@@ -136,12 +136,11 @@ void CallTracker::OnResponse(const imds_response_event& e) {
 }
 
 bool CallTracker::SecondClose(const imds_close_event& e) {
+  if (recent_closes_ == 0) return false;
   const bool evicted = e.flags & IMDS_CLOSE_EVICTED;
   auto [seen, fresh] = closed_evicted_.try_emplace(e.hdr.sock_id, evicted);
-  if (!fresh) {
-    if (seen->second != evicted) return true;
-    return false;  // the socket connected again and closed again
-  }
+  // the same kind twice: the socket connected again and closed again
+  if (!fresh) return seen->second != evicted;
   closed_order_.push_back(e.hdr.sock_id);
   if (closed_order_.size() > recent_closes_) {
     closed_evicted_.erase(closed_order_.front());

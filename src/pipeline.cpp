@@ -57,7 +57,6 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
     p->kube_ = std::make_unique<KubePodWatcher>(kube, p->pods_.get());
   }
   p->attributor_ = std::make_unique<Attributor>(p->cgroups_.get(), p->pods_.get());
-  p->tracker_ = std::make_unique<CallTracker>(sink);
 
   ProbeOptions probe_options;
   probe_options.endpoints = config.endpoints;
@@ -69,6 +68,9 @@ std::unique_ptr<Pipeline> Pipeline::Start(const AgentConfig& config, CallSink* s
   probe_options.delivery = delivery;
   p->probes_ = Probes::Load(probe_options, error);
   if (!p->probes_) return nullptr;
+  // closes are remembered only where the kernel may send two for one connection
+  p->tracker_ = std::make_unique<CallTracker>(sink, CallTracker::kMaxConnections,
+                                              p->probes_->closes_once() ? 0 : CallTracker::kRecentCloses);
   // CAP_SYSLOG (deploy/components/kernel-before-5.17) was for reading the
   // forwarding code's addresses in /proc/kallsyms at load: not kept after.
   if (!DropCapability(CAP_SYSLOG)) spdlog::warn("could not give up CAP_SYSLOG: {}", std::strerror(errno));

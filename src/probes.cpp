@@ -415,6 +415,7 @@ std::unique_ptr<Probes> Probes::Load(const ProbeOptions& options, std::string* e
         "connection slot, or a close beside an eviction give it back; a connection is then lost after its "
         "connect");
   probes->modes_.push_back({"connection_claim", cmpxchg ? "cmpxchg" : "plain_store"});
+  probes->closes_once_ = cmpxchg;
   // sockops reads its socket's shutdown bits (a half-close is not a close) where the kernel lets it
   const bool half_close = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_skc_to_tcp_sock, nullptr) == 1;
   if (!half_close)

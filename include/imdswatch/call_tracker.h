@@ -64,7 +64,10 @@ struct TrackerStats {
 
 class CallTracker {
  public:
-  explicit CallTracker(CallSink* sink, size_t max_connections = 65536, size_t recent_closes = 4096);
+  static constexpr size_t kMaxConnections = 65536;
+  static constexpr size_t kRecentCloses = 4096;
+  // recent_closes 0: the kernel sends one close per connection, none is remembered
+  explicit CallTracker(CallSink* sink, size_t max_connections = kMaxConnections, size_t recent_closes = kRecentCloses);
   void Handle(const Event& event);
   // Forgets connections with no event for longer than idle_ns (a close we missed).
   void EvictIdle(uint64_t now_ns, uint64_t idle_ns);

@@ -28,9 +28,9 @@ enum class Delivery { kBatched, kPerRecord };
 // one way (imdswatch_probe_mode): a fleet's nodes on an older kernel's
 // fallback are then found by a query, not by reading each agent's log.
 struct ProbeMode {
-  std::string part;  // connection_claim, forwarding_drops
-  std::string mode;  // connection_claim: cmpxchg, plain_store; forwarding_drops: tp_btf,
-                     // raw_tp_forwarding_code, raw_tp_every_drop, not_attached, off
+  std::string part;  // connection_claim, half_close, forwarding_drops
+  std::string mode;  // connection_claim: cmpxchg, plain_store; half_close: followed, ends_exchange;
+                     // forwarding_drops: tp_btf, raw_tp_forwarding_code, raw_tp_every_drop, not_attached, off
 };
 
 struct ProbeOptions {
@@ -63,6 +63,9 @@ class Probes {
   // "hook:program" of each attached program, for /healthz.
   const std::vector<std::string>& attached() const { return attached_; }
   const std::vector<ProbeMode>& modes() const { return modes_; }
+  // The connection claim swaps a slot's word (BPF_CMPXCHG): a connection's
+  // close and its eviction cannot both send a record.
+  bool closes_once() const { return closes_once_; }
 
  private:
   Probes() = default;
@@ -72,6 +75,7 @@ class Probes {
   std::vector<::bpf_link*> links_;
   std::vector<std::string> attached_;
   std::vector<ProbeMode> modes_;
+  bool closes_once_ = false;
 };
 
 }  // namespace imdswatch

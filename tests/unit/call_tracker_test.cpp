@@ -291,6 +291,13 @@ TEST(CallTracker, ACloseAndAnEvictionOfOneConnectionSettleItOnce) {
     tracker.Handle(Close(1, kEstablished, IMDS_CLOSE_EVICTED, 50));
     EXPECT_EQ(tracker.stats().duplicate_closes, 3u);
   }
+  // recent_closes 0 (a kernel whose claim swaps: one close per connection): nothing is remembered
+  RecordingSink sink;
+  CallTracker tracker(&sink, CallTracker::kMaxConnections, 0);
+  tracker.Handle(Close(5, kEstablished, IMDS_CLOSE_ESTABLISHED | IMDS_CLOSE_EVICTED, 60));
+  tracker.Handle(Close(5, kEstablished, IMDS_CLOSE_ESTABLISHED, 61));
+  EXPECT_EQ(sink.connections, std::vector<ConnOutcome>(2, ConnOutcome::kEstablished));
+  EXPECT_EQ(tracker.stats().duplicate_closes, 0u);
 }
 
 TEST(CallTracker, FailedHandshakeIsRefusedOrTimeout) {
