@@ -146,10 +146,13 @@ class Procs:
 
 
 class Controller:
-    """bench_ctl serve: attaches/detaches the agent's and the empty programs."""
+    """bench_ctl serve: attaches/detaches the agent's, the empty and the counting floor's programs."""
 
-    def __init__(self, procs, exe, cgroup, agent_pid):
-        self.p = procs.start("bench_ctl", [exe, "serve", "--cgroup", cgroup, "--agent-pid", str(agent_pid)],
+    SETS = ("agent", "empty", "floor")
+
+    def __init__(self, procs, exe, cgroup, agent_pid, endpoint):
+        self.p = procs.start("bench_ctl", [exe, "serve", "--cgroup", cgroup, "--agent-pid", str(agent_pid),
+                                           "--endpoint", endpoint],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         ready = self.p.stdout.readline()
         if not ready.startswith("ready"):
@@ -169,7 +172,7 @@ class Controller:
         """Exactly these sets attached, in this order (a hook runs programs in attach order)."""
         if self.state == sets:
             return
-        for s in ("agent", "empty"):
+        for s in self.SETS:
             self.cmd(f"detach {s}")
         for s in sets:
             self.cmd(f"attach {s}")
@@ -280,7 +283,8 @@ class Bench:
         self.results["imds_endpoint"] = f"{self.imds_host}:{self.ports['imds']}"
         log(f"agent up in {self.results['agent_startup_s']} s (pid {self.agent.pid}); ports {self.ports}, stand-in at "
             f"{self.results['imds_endpoint']}")
-        self.ctl = Controller(self.procs, os.path.join(self.bin, "bench_ctl"), self.cgroup, self.agent.pid)
+        self.ctl = Controller(self.procs, os.path.join(self.bin, "bench_ctl"), self.cgroup, self.agent.pid,
+                              self.results["imds_endpoint"])
         self.results["take"] = self.ctl.cmd("take")
         self.kept = [n.replace("imds_kfree_raw", "imds_kfree_skb")
                      for n in self.results["take"].split("kept_by_agent", 1)[1].split()]
@@ -289,6 +293,7 @@ class Bench:
         if "imds_kfree_raw" in self.agent_ids:  # the raw_tp filter (--forwarding-drops.raw-tp, kernels < 5.17)
             self.agent_ids["imds_kfree_skb"] = self.agent_ids.pop("imds_kfree_raw")
         self.empty_ids = self.ctl.ids["empty"]
+        self.floor_ids = self.ctl.ids["floor"]
         log(f"controller: {self.results['take']}; agent programs {self.agent_ids}")
 
     def stats_enabled(self, on):
@@ -487,16 +492,20 @@ class Bench:
         sec = "3 per metadata request (loopback stand-in)"
         # BPF time per request: agent and empty attached together (two halves, both orders)
         self.stats_enabled(True)
-        ids = {**self.agent_ids, **self.empty_ids}
-        per_mode = {}
+        # The counting floor (floor.bpf.c: state in socket storage, counts in a kernel map, no parse,
+        # no record) the same way, beside the empty programs: the least any design costs here.
+        ids = {**self.agent_ids, **self.empty_ids, **self.floor_ids}
+        per_mode, floor_mode = {}, {}
+        floor_before = self.ctl.cmd("floor_counts").split()
         for mode in ("sdk", "conn"):
-            acc = {}
-            for order in (("empty", "agent"), ("agent", "empty")):
-                self.ctl.only(*order)
-                s0 = prog_stats()
-                self.imds(a.requests // 2, mode=mode)
-                add(acc, delta(s0, prog_stats(), ids))
-            per_mode[mode] = acc
+            for measured, into in (("agent", per_mode), ("floor", floor_mode)):
+                acc = {}
+                for order in (("empty", measured), (measured, "empty")):
+                    self.ctl.only(*order)
+                    s0 = prog_stats()
+                    self.imds(a.requests // 2, mode=mode)
+                    add(acc, delta(s0, prog_stats(), ids))
+                into[mode] = acc
         # With the agent's ring-buffer consumer paused (SIGSTOP) the kernel wakes nobody (a consumer
         # that is behind the producer is not woken): the same requests with and without that pause
         # give the cost of waking the agent from inside the programs; paused, GET heads padded by
@@ -528,7 +537,11 @@ class Bench:
                 block("running")
         self.ctl.only()
         self.stats_enabled(False)
-        self.results["bpf_per_request"] = {"modes": per_mode, "pads": {str(k): v for k, v in pads.items()}}
+        floor_after = self.ctl.cmd("floor_counts").split()
+        floor_calls = int(floor_after[1]) - int(floor_before[1])
+        floor_conns = int(floor_after[3]) - int(floor_before[3])
+        self.results["bpf_per_request"] = {"modes": per_mode, "floor": floor_mode,
+                                           "pads": {str(k): v for k, v in pads.items()}}
         labels = {"sdk": "botocore fetch: PUT token + 2 GETs per connection", "conn": "one GET per connection"}
         live = self.results.get("live", {}).get("other", {})
         other_run = None
@@ -553,6 +566,21 @@ class Bench:
                               if k.startswith("imds_") and v[1])
             self.row(sec, "  by program (both ends)", parts, "(info)")
             self.row(sec, "  empty programs on the same runs (the hooks' own cost, both ends)", f"{empty_ns / n:.0f} ns", "(info)")
+            floor = floor_mode[mode]
+            floor_ns = sum(v[0] for k, v in floor.items() if k.startswith("floor_"))
+            floor_parts = ", ".join(f"{k[6:]} {v[0] / n:.0f}/{v[1] / n:.1f}" for k, v in floor.items()
+                                    if k.startswith("floor_") and v[1])
+            floor_client = ""
+            if other_run and floor.get("floor_egress", [0, 0])[1]:
+                floor_client = f", client end {(floor_ns - floor['floor_egress'][1] * other_run) / n:.0f} ns"
+            self.row(sec, "  counting floor (floor.bpf.c: no parse, no record, no connect program), both ends",
+                     f"{floor_ns / n:.0f} ns{floor_client} ({floor_parts} ns/runs)", "(info)")
+        # The floor's figure counts only if it did its work: every request counted as a call (a "conn"
+        # run first fetches its token on a connection of its own).
+        floor_requests = 2 * (a.requests // 2 * 2) + 2
+        self.row(sec, "  counting floor: calls and connections it counted in the kernel",
+                 f"{floor_calls} calls of {floor_requests} requests, {floor_conns} connections", "= requests",
+                 floor_calls == floor_requests)
         m = 4 * blk
         per_req = {k: sum(v[0] for v in d.values()) / m for k, d in pads.items()}
         slope = (per_req[1024] - per_req[0]) * 3 / 2 / 1024  # 2 of every 3 requests padded
@@ -564,15 +592,15 @@ class Bench:
         self.row(sec, "request-head parse cost (consumer paused, GET heads +1024 B)", f"{slope:.2f} ns per head byte", "(info)")
 
         # latency: alternating blocks of agent / none / empty, bpf_stats off
-        conds = ["none", "agent", "empty"]
-        sets = {"none": (), "agent": ("agent",), "empty": ("empty",)}
+        conds = ["none", "agent", "empty", "floor"]
+        sets = {"none": (), "agent": ("agent",), "empty": ("empty",), "floor": ("floor",)}
         lat = {c: [] for c in conds}
         blocks = max(1, -(-a.latency_requests // a.block))
         # warm-up
         self.imds(60)
         with tempfile.TemporaryDirectory() as tmp:
             for b in range(blocks):
-                for c in conds[b % 3:] + conds[:b % 3]:
+                for c in conds[b % len(conds):] + conds[:b % len(conds)]:
                     self.ctl.only(*sets[c])
                     f = os.path.join(tmp, "lat")
                     self.imds(a.block, out=f)
@@ -580,10 +608,11 @@ class Bench:
         self.ctl.only()
         med = {c: median(v) / 1e3 for c, v in lat.items()}
         self.results["metadata_latency_us"] = {c: {"n": len(v), "median": med[c]} for c, v in lat.items()}
-        self.row(sec, f"request latency median, none / empty / agent (n={len(lat['agent'])} each)",
-                 f"{med['none']:.1f} / {med['empty']:.1f} / {med['agent']:.1f} us", "(info)")
+        self.row(sec, f"request latency median, none / empty / floor / agent (n={len(lat['agent'])} each)",
+                 f"{med['none']:.1f} / {med['empty']:.1f} / {med['floor']:.1f} / {med['agent']:.1f} us", "(info)")
         self.row(sec, "request latency, agent/none (median of each)", f"{med['agent'] / med['none']:.3f}x "
-                 f"(empty/none {med['empty'] / med['none']:.3f}x)", "<= 1.02x", med["agent"] / med["none"] <= 1.02)
+                 f"(empty/none {med['empty'] / med['none']:.3f}x, floor/none {med['floor'] / med['none']:.3f}x)",
+                 "<= 1.02x", med["agent"] / med["none"] <= 1.02)
 
     # ---- 4: userspace ----
 

@@ -1,8 +1,10 @@
 // bench_ctl: decides which BPF programs run on the hooks during a benchmark.
 //
-//   bench_ctl serve --cgroup ROOT --agent-pid PID
+//   bench_ctl serve --cgroup ROOT --agent-pid PID [--endpoint IPV4:PORT]
 //       Loads bench/empty.bpf.c (one EMPTY program per type and hook the agent
-//       uses), finds the programs and links the running agent holds (its
+//       uses) and, given the endpoint, bench/floor.bpf.c (the counting floor:
+//       the least work any design does per call), finds the programs and links
+//       the running agent holds (its
 //       /proc/PID/fdinfo), and reads commands on stdin, one per line, answering
 //       one line on stdout:
 //         take                  detach the agent's own links (BPF_LINK_DETACH); from
@@ -11,24 +13,26 @@
 //                               attached by the agent; it runs only on dropped packets).
 //                               The agent keeps running: it still owns the maps and
 //                               consumes the ring buffer, as in production.
-//         attach agent|empty    attach that set at ROOT (cgroup programs, as the agent
-//         detach agent|empty    does, through BPF links) and raw_tp/kfree_skb
+//         attach agent|empty|floor  attach that set at ROOT (cgroup programs, as the
+//         detach agent|empty|floor  agent does, through BPF links) and raw_tp/kfree_skb
 //         ids                   {"agent":{"imds_egress":ID,...},"empty":{...}}
+//         floor_counts          "calls N connections M": what the floor counted so far
+//                               (so a run shows it did its work, not an early exit)
 //         quit
 //   bench_ctl testrun --prog NAME=ID ... [--repeat 1000000] [--runs 5]
 //       BPF_PROG_TEST_RUN of cgroup_skb programs on synthesized packets; prints
 //       one JSON object per (program, packet): the kernel's mean ns per run of
 //       each run ("ns", whole ns) and the call's wall clock per run ("wall_ns"),
 //       in the order they were made (programs interleaved per run).
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/if_ether.h>
 #include <netinet/ip.h>
 #include <netinet/ip6.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,6 +47,8 @@
 #include <vector>
 
 #include "empty.skel.h"
+#include "floor.h"
+#include "floor.skel.h"
 
 namespace {
 
@@ -80,7 +86,7 @@ const Hook* HookFor(const std::string& name) {
   if (name == "imds_kfree_raw") return HookFor("imds_kfree_skb");
   for (const Hook& h : kHooks) {
     std::string s = h.suffix;
-    if (name == "imds_" + s || name == "empty_" + s) return &h;
+    if (name == "imds_" + s || name == "empty_" + s || name == "floor_" + s) return &h;
   }
   return nullptr;
 }
@@ -125,7 +131,30 @@ void Detach(Prog& p) {
   p.attached_fd = -1;
 }
 
-int Serve(const std::string& cgroup, int agent_pid) {
+// The programs of a loaded object that run on one of the agent's hooks.
+void AddSet(bpf_object* obj, std::vector<Prog>* set) {
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, obj) {
+    Prog p;
+    p.fd = bpf_program__fd(prog);
+    p.name = ProgName(p.fd, &p.id);
+    p.hook = HookFor(p.name);
+    if (p.hook) set->push_back(p);
+  }
+}
+
+// "A.B.C.D:PORT" into sin (network byte order).
+bool ParseIpv4Endpoint(const std::string& endpoint, sockaddr_in* sin) {
+  size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos) return false;
+  if (inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &sin->sin_addr) != 1) return false;
+  int port = std::atoi(endpoint.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) return false;
+  sin->sin_port = htons(port);
+  return true;
+}
+
+int Serve(const std::string& cgroup, int agent_pid, const std::string& endpoint) {
   libbpf_set_print(nullptr);
   int cgroup_fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cgroup_fd < 0) {
@@ -138,13 +167,22 @@ int Serve(const std::string& cgroup, int agent_pid) {
     return 1;
   }
   std::map<std::string, std::vector<Prog>> sets;
-  bpf_program* prog;
-  bpf_object__for_each_program(prog, skel->obj) {
-    Prog p;
-    p.fd = bpf_program__fd(prog);
-    p.name = ProgName(p.fd, &p.id);
-    p.hook = HookFor(p.name);
-    if (p.hook) sets["empty"].push_back(p);
+  AddSet(skel->obj, &sets["empty"]);
+  floor_bpf* floor = nullptr;
+  if (!endpoint.empty()) {
+    floor = floor_bpf::open();
+    sockaddr_in sin{};
+    if (!floor || !ParseIpv4Endpoint(endpoint, &sin)) {
+      std::fprintf(stderr, "the floor programs: bad endpoint %s\n", endpoint.c_str());
+      return 1;
+    }
+    floor->rodata->floor_ip4 = sin.sin_addr.s_addr;
+    floor->rodata->floor_port = sin.sin_port;
+    if (floor_bpf::load(floor) != 0) {
+      std::fprintf(stderr, "loading the floor programs: %s\n", std::strerror(errno));
+      return 1;
+    }
+    AddSet(floor->obj, &sets["floor"]);
   }
   std::vector<uint32_t> prog_ids, link_ids;
   HeldBy(agent_pid, &prog_ids, &link_ids);
@@ -163,8 +201,8 @@ int Serve(const std::string& cgroup, int agent_pid) {
     std::fprintf(stderr, "no imds_* programs held by pid %d\n", agent_pid);
     return 1;
   }
-  std::printf("ready %zu agent programs, %zu empty programs, %zu agent links\n", sets["agent"].size(),
-              sets["empty"].size(), link_ids.size());
+  std::printf("ready %zu agent programs, %zu empty programs, %zu floor programs, %zu agent links\n",
+              sets["agent"].size(), sets["empty"].size(), sets["floor"].size(), link_ids.size());
   std::fflush(stdout);
 
   std::string line;
@@ -216,6 +254,16 @@ int Serve(const std::string& cgroup, int agent_pid) {
         reply += "}";
       }
       reply += "}";
+    } else if (cmd == "floor_counts" && floor) {
+      uint64_t calls = 0, connections = 0;
+      floor_key key{}, next{};
+      const int fd = bpf_map__fd(floor->maps.floor_counts);
+      for (int rc = bpf_map_get_next_key(fd, nullptr, &next); rc == 0; rc = bpf_map_get_next_key(fd, &key, &next)) {
+        uint64_t n = 0;
+        if (bpf_map_lookup_elem(fd, &next, &n) == 0) (next.status ? calls : connections) += n;
+        key = next;
+      }
+      reply = "calls " + std::to_string(calls) + " connections " + std::to_string(connections);
     } else if (cmd == "quit") {
       break;
     } else {
@@ -227,6 +275,7 @@ int Serve(const std::string& cgroup, int agent_pid) {
   for (auto& [set, progs] : sets)
     for (Prog& p : progs) Detach(p);
   empty_bpf::destroy(skel);
+  floor_bpf::destroy(floor);
   return 0;
 }
 
@@ -346,7 +395,7 @@ int TestRun(const std::vector<std::pair<std::string, uint32_t>>& progs, uint32_t
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: bench_ctl serve --cgroup ROOT --agent-pid PID\n"
+               "usage: bench_ctl serve --cgroup ROOT --agent-pid PID [--endpoint IPV4:PORT]\n"
                "       bench_ctl testrun --prog NAME=ID ... [--repeat N] [--runs N]\n");
   return 2;
 }
@@ -356,7 +405,7 @@ int Usage() {
 int main(int argc, char** argv) {
   if (argc < 2) return Usage();
   std::string mode = argv[1];
-  std::string cgroup;
+  std::string cgroup, endpoint;
   int pid = 0;
   uint32_t repeat = 1000000;
   int runs = 5;
@@ -366,6 +415,8 @@ int main(int argc, char** argv) {
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--cgroup") cgroup = next();
     else if (a == "--agent-pid") pid = std::atoi(next().c_str());
+    else if (a == "--endpoint")
+      endpoint = next();
     else if (a == "--repeat") repeat = std::stoul(next());
     else if (a == "--runs") runs = std::atoi(next().c_str());
     else if (a == "--prog") {
@@ -375,7 +426,7 @@ int main(int argc, char** argv) {
       progs.emplace_back(v.substr(0, eq), std::stoul(v.substr(eq + 1)));
     } else return Usage();
   }
-  if (mode == "serve" && !cgroup.empty() && pid > 0) return Serve(cgroup, pid);
+  if (mode == "serve" && !cgroup.empty() && pid > 0) return Serve(cgroup, pid, endpoint);
   if (mode == "testrun" && !progs.empty()) return TestRun(progs, repeat, runs);
   return Usage();
 }
