@@ -578,6 +578,7 @@ class Bench:
         # The floor's figure counts only if it did its work: every request counted as a call (a "conn"
         # run first fetches its token on a connection of its own).
         floor_requests = 2 * (a.requests // 2 * 2) + 2
+        self.results["floor_counted"] = {"calls": floor_calls, "requests": floor_requests, "connections": floor_conns}
         self.row(sec, "  counting floor: calls and connections it counted in the kernel",
                  f"{floor_calls} calls of {floor_requests} requests, {floor_conns} connections", "= requests",
                  floor_calls == floor_requests)
