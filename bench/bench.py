@@ -689,6 +689,8 @@ class Bench:
         self.row(sec, "events/s, one core: decode -> CallTracker -> Aggregator + Diagnoser (the agent's sink), 1,000 owners",
                  f"{full / 1e6:.2f} M/s ({bm['BM_AgentPath/1000']['calls/s'] / 1e6:.2f} M calls/s)", ">= 1,000,000/s", full >= 1e6)
         self.row(sec, "  same, 10,000 owners", f"{ips('BM_AgentPath/10000') / 1e6:.2f} M/s", "(info)")
+        self.row(sec, "  same, kernels before 5.12 (every close remembered: the double-close guard)",
+                 f"{ips('BM_AgentPathCloseGuard/1000') / 1e6:.2f} M/s", "(info)")
         self.row(sec, "  decode -> CallTracker -> Aggregator only", f"{ips('BM_DecodeTrackAggregate/1000') / 1e6:.2f} M/s", "(info)")
         self.row(sec, "  decode -> CallTracker", f"{ips('BM_DecodeTrack/1000') / 1e6:.2f} M/s", "(info)")
         self.row(sec, "  decode only", f"{ips('BM_Decode') / 1e6:.2f} M/s", "(info)")

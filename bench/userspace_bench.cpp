@@ -183,8 +183,11 @@ Workload FakeResolve(uint64_t cgroup_id, std::string_view comm) {
   return w;
 }
 
-void RunEvents(benchmark::State& state, CallSink* sink) {
-  CallTracker tracker(sink);
+// recent_closes: 0 as the pipeline builds its tracker where the kernel's claim
+// swaps (5.12+: one close record per connection); kRecentCloses where a close
+// and an eviction may both send one (the double-close guard).
+void RunEvents(benchmark::State& state, CallSink* sink, size_t recent_closes = 0) {
+  CallTracker tracker(sink, CallTracker::kMaxConnections, recent_closes);
   Feeder feeder{&tracker};
   const auto records = Traffic(4096, static_cast<int>(state.range(0)));
   for (auto _ : state)
@@ -230,6 +233,15 @@ void BM_AgentPath(benchmark::State& state) {
   RunEvents(state, &sink);
 }
 BENCHMARK(BM_AgentPath)->Arg(1000)->Arg(10000);
+
+// the same on kernels before 5.12: every close record is remembered (CallTracker::SecondClose)
+void BM_AgentPathCloseGuard(benchmark::State& state) {
+  Aggregator aggregator(FakeResolve);
+  Diagnoser diagnoser(FakeResolve);
+  AgentSink sink(&aggregator, &diagnoser);
+  RunEvents(state, &sink, CallTracker::kRecentCloses);
+}
+BENCHMARK(BM_AgentPathCloseGuard)->Arg(1000);
 
 // ---- RSS and /metrics at N containers ----
 
