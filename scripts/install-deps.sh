@@ -13,7 +13,7 @@ packages=(
   openssl
   # fuzzing: clang's libFuzzer and sanitizer runtimes
   libclang-rt-14-dev
-  # benchmark (bench/run.sh)
+  # benchmark (bench/run.sh; tests/bench builds it)
   iperf3 libbenchmark-dev linux-perf
 )
 missing=()
