@@ -320,7 +320,7 @@ class Bench:
 
     def other_load(self, seconds, ids, batches):
         """The other-traffic load; the connects in CONNECT_BATCHES batches per family, each batch's program
-        stats appended to batches[hook] (connect programs run preemptible: see connect_cost)."""
+        stats appended to batches[hook] (why batches: connect_cost)."""
         echo4, echo6 = f"127.0.0.1:{self.ports['echo']}", f"[::1]:{self.ports['echo']}"
         r = {"iperf_gbps": self.iperf(seconds)}
         r["rr4"] = self.net("rr", "--connect", echo4, "--seconds", seconds / 2)
@@ -525,8 +525,9 @@ class Bench:
         sec = "3 per metadata request (loopback stand-in)"
         # BPF time per request: agent and empty attached together (two halves, both orders)
         self.stats_enabled(True)
-        # The counting floor (floor.bpf.c: state in socket storage, counts in a kernel map, no parse,
-        # no record) the same way, beside the empty programs: the least any design costs here.
+        # The counting floor (floor.bpf.c: a request's start by socket cookie, counts in a kernel map, no
+        # connect program, no parse, no record) the same way, beside the empty programs: the least any
+        # design costs here.
         ids = {**self.agent_ids, **self.empty_ids, **self.floor_ids}
         per_mode, floor_mode = {}, {}
         floor_before = self.ctl.cmd("floor_counts").split()
@@ -608,9 +609,11 @@ class Bench:
                 floor_client = f", client end {(floor_ns - floor['floor_egress'][1] * other_run) / n:.0f} ns"
             self.row(sec, "  counting floor (floor.bpf.c: no parse, no record, no connect program), both ends",
                      f"{floor_ns / n:.0f} ns{floor_client} ({floor_parts} ns/runs)", "(info)")
-        # The floor's figure counts only if it did its work: every request counted as a call (a "conn"
-        # run first fetches its token on a connection of its own).
-        floor_requests = 2 * (a.requests // 2 * 2) + 2
+        # The floor's figure counts only if it did its work: every request counted as a call. Per order, a
+        # "sdk" run makes whole fetches of 3 requests; a "conn" run first fetches its token on a connection
+        # of its own.
+        half = a.requests // 2
+        floor_requests = 2 * (-(-half // 3) * 3) + 2 * (half + 1)
         self.results["floor_counted"] = {"calls": floor_calls, "requests": floor_requests, "connections": floor_conns}
         self.row(sec, "  counting floor: calls and connections it counted in the kernel",
                  f"{floor_calls} calls of {floor_requests} requests, {floor_conns} connections", "= requests",
@@ -625,7 +628,7 @@ class Bench:
                  "with the consumer running (its wakeups)", "(info)")
         self.row(sec, "request-head parse cost (consumer paused, GET heads +1024 B)", f"{slope:.2f} ns per head byte", "(info)")
 
-        # latency: alternating blocks of agent / none / empty, bpf_stats off
+        # latency: alternating blocks of agent / none / empty / floor, bpf_stats off
         conds = ["none", "agent", "empty", "floor"]
         sets = {"none": (), "agent": ("agent",), "empty": ("empty",), "floor": ("floor",)}
         lat = {c: [] for c in conds}

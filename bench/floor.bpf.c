@@ -9,7 +9,6 @@
  * costs more than a target, no design here meets it. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 #include "floor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -19,7 +18,6 @@ const volatile __u32 floor_ip4 = 0;
 const volatile __u16 floor_port = 0;
 
 #define AF_INET 2
-#define SOCK_STREAM 1
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SKB_PORT(be16) ((__u32)(be16) << 16)
