@@ -170,10 +170,14 @@ int Serve(const std::string& cgroup, int agent_pid, const std::string& endpoint)
   AddSet(skel->obj, &sets["empty"]);
   floor_bpf* floor = nullptr;
   if (!endpoint.empty()) {
-    floor = floor_bpf::open();
     sockaddr_in sin{};
-    if (!floor || !ParseIpv4Endpoint(endpoint, &sin)) {
-      std::fprintf(stderr, "the floor programs: bad endpoint %s\n", endpoint.c_str());
+    if (!ParseIpv4Endpoint(endpoint, &sin)) {
+      std::fprintf(stderr, "the floor programs: bad endpoint %s (IPV4:PORT)\n", endpoint.c_str());
+      return 1;
+    }
+    floor = floor_bpf::open();
+    if (!floor) {
+      std::fprintf(stderr, "opening the floor programs: %s\n", std::strerror(errno));
       return 1;
     }
     floor->rodata->floor_ip4 = sin.sin_addr.s_addr;
